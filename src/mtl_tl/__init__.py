@@ -1,0 +1,25 @@
+"""mtl_tl: the code behind the book *Transfer Learning vs Multi-Task Learning*.
+
+One module per concept, each explained by a chapter of the book:
+
+========================  =====================================================
+``mtl_tl.config``         profiles, devices, seeds: the first cell of each notebook
+``mtl_tl.data``           tensors in memory, the fast loader, digits, splits
+``mtl_tl.synthetic``      generated multi-label shapes and two-digit images
+``mtl_tl.domains``        domain shifts of any image tensor
+``mtl_tl.datasets``       torchvision datasets and your own ImageFolder (full profile)
+``mtl_tl.models``         trunks, heads, freezing
+``mtl_tl.tasks``          what a task is
+``mtl_tl.engine``         the one training loop and evaluation
+``mtl_tl.transfer``       pretraining, fine-tuning, eq. 3.1, DANN, CORAL
+``mtl_tl.multitask``      eq. 3.2, loss weighting, PCGrad, the sequential baseline
+``mtl_tl.experiments``    several seeds, one tidy table
+``mtl_tl.plots``          the book's figures
+========================  =====================================================
+"""
+
+from .config import get_device, get_profile, seed_everything, setup
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "setup", "get_profile", "get_device", "seed_everything"]

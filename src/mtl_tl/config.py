@@ -1,0 +1,168 @@
+"""Profiles, devices and seeds: the one setup call every notebook makes first.
+
+Two profiles run the same code:
+
+* ``quick`` (default): small data the code makes or scikit-learn ships, small CNNs,
+  few epochs. Runs offline on a laptop CPU; every notebook finishes in about a minute.
+* ``full``: more data, more seeds and epochs, torchvision datasets and ImageNet
+  weights (downloaded on first use). Meant for a GPU, e.g. Colab.
+
+Choose with the environment variable ``MTL_TL_PROFILE`` or ``setup(profile=...)``.
+The device is chosen as ``cuda``, then ``mps``, then ``cpu`` unless ``MTL_TL_DEVICE``
+or an argument says otherwise (chapter 1, "How to run this book").
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._checks import check_int
+
+__all__ = [
+    "PROFILES",
+    "DEVICES",
+    "Setup",
+    "get_profile",
+    "get_device",
+    "seed_everything",
+    "quiet",
+    "in_colab",
+    "setup",
+]
+
+PROFILES = ("quick", "full")
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def get_profile(profile: str | None = None) -> str:
+    """The profile to run: ``profile`` if given, else ``$MTL_TL_PROFILE``, else ``"quick"``."""
+    source = "profile"
+    if profile is None:
+        profile = os.environ.get("MTL_TL_PROFILE", "quick")
+        source = "MTL_TL_PROFILE"
+    value = profile.strip().lower() if isinstance(profile, str) else profile
+    if value not in PROFILES:
+        raise ValueError(f"{source}={profile!r} is not accepted; choose one of: {', '.join(PROFILES)}")
+    return value
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to train on.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``; when
+            ``None``, ``$MTL_TL_DEVICE`` if set, else the first of cuda, mps, cpu available.
+
+    Raises:
+        ValueError: for an unknown device name, or one this machine does not have.
+    """
+    source = "device"
+    if device is None:
+        device = os.environ.get("MTL_TL_DEVICE") or None
+        source = "MTL_TL_DEVICE"
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if isinstance(device, str):
+        try:
+            device = torch.device(device.strip().lower())
+        except RuntimeError:
+            raise ValueError(
+                f"{source}={device!r} is not a device; choose one of: {', '.join(DEVICES)}"
+            ) from None
+    if not isinstance(device, torch.device):
+        raise TypeError(f"{source} must be a str or torch.device, got {type(device).__name__}")
+    if device.type not in DEVICES:
+        raise ValueError(f"{source}={str(device)!r} is not accepted; choose one of: {', '.join(DEVICES)}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{source}={str(device)!r} was requested but CUDA is not available on this machine "
+                "(no NVIDIA GPU or a CPU-only PyTorch); use 'cpu', or on Colab choose "
+                "Runtime > Change runtime type > GPU"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{source}={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"{source}={str(device)!r} was requested but Apple MPS is not available here; use 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so that a run repeats exactly on CPU.
+
+    Returns the seed, so that a notebook can print what it used.
+    """
+    seed = check_int("seed", seed, min_value=0, max_value=2**32 - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return seed
+
+
+def quiet() -> bool:
+    """True under tests and CI, or when ``MTL_TL_QUIET=1``: progress bars stay silent."""
+    flag = os.environ.get("MTL_TL_QUIET")
+    if flag is not None:
+        return flag.strip().lower() not in ("", "0", "false", "no")
+    return bool(os.environ.get("CI") or os.environ.get("PYTEST_CURRENT_TEST") or "nbmake" in sys.modules)
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What :func:`setup` chose: the profile, the device and the seed."""
+
+    profile: str
+    device: torch.device
+    seed: int
+
+    @property
+    def quick(self) -> bool:
+        """True in the quick (CPU, offline) profile."""
+        return self.profile == "quick"
+
+    def pick(self, quick, full):  # noqa: ANN001, ANN201 - any value type
+        """``quick`` in the quick profile, ``full`` in the full one (sizes, epochs, seeds)."""
+        return quick if self.quick else full
+
+    def __str__(self) -> str:
+        return (
+            f"mtl_tl: profile={self.profile}, device={self.device}, seed={self.seed}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        )
+
+
+def setup(profile: str | None = None, device: str | torch.device | None = None, seed: int = 0) -> Setup:
+    """The first code cell of every notebook: choose profile and device, seed everything.
+
+    Example:
+        >>> cfg = setup()           # doctest: +SKIP
+        >>> epochs = cfg.pick(quick=5, full=30)  # doctest: +SKIP
+    """
+    chosen = Setup(profile=get_profile(profile), device=get_device(device), seed=seed_everything(seed))
+    if chosen.device.type == "cuda":
+        # Faster float32 matmuls on Ampere+ at no cost to what the book measures.
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    return chosen

@@ -1,0 +1,158 @@
+import pytest
+import torch
+from torch import nn
+
+from mtl_tl.config import seed_everything
+from mtl_tl.data import TensorData, class_split, k_per_class, load_digits
+from mtl_tl.engine import History, LossStrategy, evaluate, extract_features, fit, load_checkpoint, predict, save_checkpoint
+from mtl_tl.models import MultiTaskNet, SmallCNN, linear_head
+from mtl_tl.tasks import Task
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    return load_digits(8, seed=0)
+
+
+def _task(train, test, name="digit", classes=10, width=8):
+    seed_everything(0)
+    trunk = SmallCNN(1, width, 2)
+    return trunk, Task(name, linear_head(trunk.out_features, classes), train=train, test=test)
+
+
+def test_fit_learns_digits(digits8):
+    trunk, task = _task(*digits8)
+    history = fit(trunk, task, epochs=4, lr=3e-3, device="cpu")
+    assert history.last("digit") > 0.85  # chance is 0.10
+    assert history.curve("digit", "train", "loss")[0] > history.curve("digit", "train", "loss")[-1]
+    frame = history.to_frame()
+    assert set(frame["split"]) == {"train", "test"} and len(frame) == 8
+    assert history.examples == 4 * len(digits8[0])
+
+
+def test_same_seed_same_metrics_on_cpu(digits8):
+    results = []
+    for _ in range(2):
+        trunk, task = _task(*digits8)
+        results.append(fit(trunk, task, epochs=2, device="cpu", seed=1).to_frame())
+    assert results[0].equals(results[1])
+    trunk, task = _task(*digits8)
+    other = fit(trunk, task, epochs=2, device="cpu", seed=2).to_frame()
+    assert not other["loss"].equals(results[0]["loss"])
+
+
+def test_two_tasks_share_one_stream(digits8):
+    train, test = digits8
+    multi = lambda d: TensorData(d.x, {"digit": d.y, "odd": d.y % 2})  # noqa: E731
+    seed_everything(0)
+    trunk = SmallCNN(1, 8, 2)
+    tasks = [Task("digit", linear_head(16, 10), train=multi(train), test=multi(test)),
+             Task("odd", linear_head(16, 2), train=None, test=None)]
+    tasks[1].train, tasks[1].test = tasks[0].train, tasks[0].test
+    history = fit(trunk, tasks, epochs=3, lr=3e-3, device="cpu")
+    assert history.last("odd") > 0.8 and history.last("digit") > 0.7
+    # one stream: each step sees each image once per task
+    assert history.examples == 3 * 2 * len(train)
+    logs = history.logs_frame()
+    assert set(logs["key"]) == {"weight/digit", "weight/odd"}
+
+
+def test_fixed_weight_zero_leaves_head_untouched(digits8):
+    train, test = digits8
+    seed_everything(0)
+    trunk = SmallCNN(1, 8, 2)
+    a = Task("a", linear_head(16, 10), train=train)
+    b = Task("b", linear_head(16, 10), train=class_split(train, list(range(10))))
+    before = b.head.weight.detach().clone()
+    fit(trunk, [a, b], epochs=1, strategy=LossStrategy({"b": 0.0}), device="cpu")
+    assert torch.equal(before, b.head.weight)
+    with pytest.raises(ValueError, match="unknown task"):
+        fit(trunk, [a, b], epochs=1, strategy=LossStrategy({"c": 1.0}), device="cpu")
+
+
+def test_evaluate_and_predict_agree(digits8):
+    trunk, task = _task(*digits8)
+    fit(trunk, task, epochs=2, device="cpu")
+    result = evaluate(trunk, task)["digit"]
+    logits = predict(trunk, task.head, digits8[1].x)
+    assert logits.shape == (len(digits8[1]), 10)
+    assert result["metric"] == pytest.approx(float((logits.argmax(1) == digits8[1].y).float().mean()), abs=1e-6)
+    assert extract_features(trunk, digits8[1].x[:7]).shape == (7, 16)
+
+
+def test_checkpoint_round_trip_and_wrong_keys(tmp_path, digits8):
+    trunk, task = _task(*digits8)
+    fit(trunk, task, epochs=1, device="cpu", checkpoint=tmp_path / "ckpt.pt")
+    expected = predict(trunk, task.head, digits8[1].x)
+    fresh_trunk, fresh_task = _task(*digits8)
+    fresh_trunk.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    net = MultiTaskNet(fresh_trunk, {"digit": fresh_task.head})
+    meta = load_checkpoint(tmp_path / "ckpt.pt", net)
+    assert meta["tasks"] == ["digit"]
+    assert torch.equal(predict(fresh_trunk, fresh_task.head, digits8[1].x), expected)
+    other = MultiTaskNet(SmallCNN(1, 8, 3), {"digit": linear_head(32, 10)})
+    with pytest.raises(ValueError, match="does not fit this model: missing keys"):
+        load_checkpoint(tmp_path / "ckpt.pt", other)
+    wider = MultiTaskNet(SmallCNN(1, 8, 2), {"digit": linear_head(16, 5)})
+    with pytest.raises(ValueError, match="other shapes"):
+        load_checkpoint(tmp_path / "ckpt.pt", wider)
+    save_checkpoint(tmp_path / "x.pt", other)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt", other)
+
+
+def test_frozen_batchnorm_keeps_statistics(digits8):
+    trunk, task = _task(*digits8)
+    for p in trunk.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    fit(trunk, task, epochs=1, device="cpu")
+    assert all(torch.equal(before[k], v) for k, v in trunk.state_dict().items())
+
+
+def test_fit_bad_input(digits8):
+    train, test = digits8
+    trunk, task = _task(train, test)
+    with pytest.raises(ValueError, match="duplicate task names"):
+        fit(trunk, [task, task], epochs=1)
+    with pytest.raises(ValueError, match="tasks is empty"):
+        fit(trunk, [], epochs=1)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        fit(trunk, task, epochs=0)
+    with pytest.raises(ValueError, match="no head"):
+        Task("x", None, train=train)
+    with pytest.raises(ValueError, match="head has only 5 outputs"):
+        Task("x", linear_head(16, 5), train=train)
+    with pytest.raises(ValueError, match="head has 10 outputs but num_classes=4"):
+        Task("x", linear_head(16, 10), train=train, num_classes=4)
+    with pytest.raises(ValueError, match="single class"):
+        Task("x", linear_head(16, 10), train=train.subset(train.y == 3))
+    with pytest.raises(ValueError, match="loss='hinge'.*'cross_entropy', 'mse'"):
+        Task("x", linear_head(16, 10), train=train, loss="hinge")
+    with pytest.raises(TypeError, match="int64 class labels"):
+        Task("x", linear_head(16, 10), train=TensorData(train.x, train.y.float()))
+    with pytest.raises(ValueError, match="no train data"):
+        fit(trunk, Task("x", linear_head(16, 10)), epochs=1)
+    with pytest.raises(ValueError, match="amp=True needs a CUDA device"):
+        fit(trunk, task, epochs=1, amp=True, device="cpu")
+    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
+        fit(trunk, task, epochs=1, optimizer="rmsprop")
+    with pytest.raises(TypeError, match="strategy must be LossStrategy"):
+        fit(trunk, task, epochs=1, strategy="equal")
+
+
+def test_fit_accepts_a_dataloader(digits8):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    train, test = digits8
+    seed_everything(0)
+    trunk = SmallCNN(1, 8, 2)
+    loader = DataLoader(TensorDataset(train.x, train.y), batch_size=64, shuffle=True)
+    task = Task("digit", linear_head(16, 10), train=loader, test=test)
+    history = fit(trunk, task, epochs=2, lr=3e-3, device="cpu")
+    assert history.last("digit") > 0.6
+
+
+def test_history_last_unknown_task():
+    with pytest.raises(KeyError, match="no test record"):
+        History().last("x")
