@@ -96,3 +96,23 @@ def test_quiet_flag(monkeypatch):
 def test_tests_are_offline():
     with pytest.raises(RuntimeError, match="offline"):
         socket.create_connection(("203.0.113.1", 80), timeout=1)
+
+
+def test_setup_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        config.setup(device="cpu")
+        assert torch.get_num_threads() == 1  # quick profile on a CPU
+        config.setup(device="cpu", threads=2)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("MTL_TL_THREADS", "3")
+        config.setup(device="cpu")
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("MTL_TL_THREADS", "many")
+        with pytest.raises(ValueError, match="MTL_TL_THREADS='many'"):
+            config.setup(device="cpu")
+        monkeypatch.delenv("MTL_TL_THREADS")
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            config.setup(device="cpu", threads=0)
+    finally:
+        torch.set_num_threads(before)

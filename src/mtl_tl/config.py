@@ -153,14 +153,46 @@ class Setup:
         )
 
 
-def setup(profile: str | None = None, device: str | torch.device | None = None, seed: int = 0) -> Setup:
+def _threads(threads: int | None, profile: str, device: torch.device) -> int | None:
+    source = "threads"
+    if threads is None and os.environ.get("MTL_TL_THREADS"):
+        source, raw = "MTL_TL_THREADS", os.environ["MTL_TL_THREADS"]
+        if not raw.strip().isdigit():
+            raise ValueError(f"MTL_TL_THREADS={raw!r} is not accepted; give a positive integer")
+        threads = int(raw)
+    if threads is None:
+        # The quick profile's models are so small that a second CPU thread buys little,
+        # and on a busy machine (a laptop running a browser, a shared 2-core VM) the
+        # threads' spin-waiting can make each step ten times slower. One thread is
+        # predictable; MTL_TL_THREADS or threads= overrides it.
+        return 1 if (profile == "quick" and device.type == "cpu") else None
+    return check_int(source, threads, min_value=1)
+
+
+def setup(
+    profile: str | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Setup:
     """The first code cell of every notebook: choose profile and device, seed everything.
+
+    Args:
+        profile: ``"quick"`` or ``"full"``; default ``$MTL_TL_PROFILE`` or quick.
+        device: see :func:`get_device`.
+        seed: seeds Python, NumPy and PyTorch.
+        threads: CPU threads for PyTorch; default ``$MTL_TL_THREADS``, else 1 in the
+            quick profile on a CPU (the book's small models run best that way) and
+            PyTorch's own choice otherwise.
 
     Example:
         >>> cfg = setup()           # doctest: +SKIP
         >>> epochs = cfg.pick(quick=5, full=30)  # doctest: +SKIP
     """
     chosen = Setup(profile=get_profile(profile), device=get_device(device), seed=seed_everything(seed))
+    n_threads = _threads(threads, chosen.profile, chosen.device)
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
     if chosen.device.type == "cuda":
         # Faster float32 matmuls on Ampere+ at no cost to what the book measures.
         torch.backends.cudnn.benchmark = True

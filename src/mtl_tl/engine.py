@@ -95,6 +95,14 @@ class LossStrategy(nn.Module):
         total.backward()
         return {f"weight/{n}": w for n, w in weights.items()}
 
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Called once by :func:`fit` before training, with the network being trained.
+
+        The base strategy needs nothing from it; PCGrad keeps the heads' parameters so
+        that it can back-propagate into them without a second pass through the trunk.
+        """
+        return None
+
     def on_epoch_end(self, train_losses: Mapping[str, float]) -> None:
         """Called after each epoch with the epoch-mean training loss of each task.
 
@@ -154,9 +162,11 @@ class History:
 class _Stream:
     """Endless batches from one data object, shared by the tasks that train on it."""
 
-    def __init__(self, data: Any, tasks: list[Task], batch_size: int, seed: int, ctx, device) -> None:
+    def __init__(self, data: Any, tasks: list[Task], batch_size: int, seed: int, ctx, device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         self.tasks = tasks
         self.device = device
+        self.memory_format = memory_format
         if isinstance(data, TensorData):
             self.loader: Iterable = TensorLoader(
                 data.to(device), batch_size, seed=seed, rank=ctx.rank, world_size=ctx.world_size
@@ -181,7 +191,10 @@ class _Stream:
         except StopIteration:
             self._iterator = iter(self.loader)  # a shorter stream starts a new pass
             x, y = next(self._iterator)
-        return _to(x, self.device), _to(y, self.device)
+        x = _to(x, self.device)
+        if self.memory_format is not torch.contiguous_format and x.ndim == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, _to(y, self.device)
 
 
 def _to(value: Any, device: torch.device) -> Any:
@@ -242,6 +255,7 @@ def fit(
     steps_per_epoch: int | None = None,
     device: str | torch.device | None = None,
     amp: bool = False,
+    channels_last: bool = False,
     clip_grad_norm: float | None = None,
     seed: int = 0,
     evaluate_every: int = 1,
@@ -265,6 +279,8 @@ def fit(
         steps_per_epoch: override the number of steps per epoch (equal budgets).
         device: where to train; default :func:`mtl_tl.config.get_device`.
         amp: bfloat16 autocast on CUDA.
+        channels_last: keep images and convolution weights in NHWC memory layout,
+            which tensor cores prefer (a GPU speed-up; no effect on the results' meaning).
         clip_grad_norm: clip the global gradient norm to this value.
         seed: seed of the batch order (the caller seeds the model's initialisation).
         evaluate_every: evaluate the test splits every this many epochs (and after the last).
@@ -291,7 +307,11 @@ def fit(
         raise ValueError(f"amp=True needs a CUDA device, but training runs on {device}; use amp=False")
 
     net = MultiTaskNet(trunk, {t.name: t.head for t in tasks}).to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     strategy.to(device)
+    strategy.prepare(net)
     ctx = distributed.context(device)
     model: nn.Module = net
     if ctx.enabled:
@@ -315,7 +335,7 @@ def fit(
     opt = make_optimizer(groups, optimizer, lr, weight_decay)
 
     streams = [
-        _Stream(data, group, batch_size, seed + i, ctx, device)
+        _Stream(data, group, batch_size, seed + i, ctx, device, memory_format)
         for i, (data, group) in enumerate(_streams(tasks, "train"))
     ]
     steps = steps_per_epoch or max(s.steps for s in streams)

@@ -520,6 +520,11 @@ class PCGrad(LossStrategy):
         self.seed = check_int("seed", seed, min_value=0)
         self.reduction = check_choice("reduction", reduction, ("sum", "mean"))
         self.generator = torch.Generator().manual_seed(self.seed)
+        self._heads: list[nn.Parameter] = []
+
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Remember the heads' parameters (see :meth:`backward`)."""
+        self._heads = list(net.heads.parameters())
 
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
         """Heads: plain gradients; trunk: the PCGrad combination of the task gradients."""
@@ -531,9 +536,11 @@ class PCGrad(LossStrategy):
         names = list(losses)
         grads = _task_gradients(losses, shared)
         combined = pcgrad_combine(grads, self.generator, reduction=self.reduction)
-        # The plain sum gives every head its own task's gradient; the trunk's part of
-        # it is then overwritten by the projected combination.
-        sum(losses.values()).backward()
+        # The plain sum gives every head its own task's gradient. Restricted to the heads
+        # (known once fit() has called prepare), autograd stops before the trunk, whose
+        # gradient is the projected combination set below.
+        heads = [p for p in self._heads if p.requires_grad]
+        sum(losses.values()).backward(inputs=heads or None)
         offset = 0
         for p in shared:
             p.grad = combined[offset : offset + p.numel()].view_as(p).to(p.dtype).clone()
