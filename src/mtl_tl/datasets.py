@@ -1,0 +1,259 @@
+"""Real images through torchvision: the full profile's datasets and your own folders.
+
+Chapter 4.1's code (the article's section 4.1) loads a source and a target
+``ImageFolder`` with augmentation transforms. This module does the same, with the
+steps the article left out, and wraps the torchvision datasets that the full
+profile uses (MNIST, USPS, SVHN, CIFAR-10, Fashion-MNIST) so that a machine without
+internet gets a message saying what to do instead of a stack trace. The quick
+profile (``MTL_TL_PROFILE=quick``) needs none of this: its data is generated or
+ships with scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets as tv_datasets
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import v2
+
+from ._checks import check_choice, check_float, check_int, check_type
+from .data import TensorData
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DATASETS",
+    "DatasetUnavailableError",
+    "image_transforms",
+    "image_folder",
+    "torchvision_dataset",
+    "to_tensor_data",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel mean of ImageNet, which the ImageNet-pretrained ResNet-18 expects."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel standard deviation of ImageNet."""
+
+DATASETS = ("mnist", "usps", "svhn", "cifar10", "fashion_mnist")
+"""Names accepted by :func:`torchvision_dataset`."""
+
+_NATIVE_CHANNELS = {"mnist": 1, "usps": 1, "fashion_mnist": 1, "svhn": 3, "cifar10": 3}
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is neither on disk nor downloadable (typically: no internet)."""
+
+
+def _check_stats(name: str, value: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (1, 3):
+        raise TypeError(f"{name} must be a sequence of 1 or 3 numbers (one per channel), got {value!r:.80}")
+    return tuple(check_float(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+def image_transforms(
+    size: int = 224,
+    *,
+    train: bool,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """The image pipeline of chapter 4.1: PIL image -> normalised float tensor ``(C, size, size)``.
+
+    The article's transforms (``RandomHorizontalFlip``, ``RandomCrop``,
+    ``RandomResizedCrop``, ``ColorJitter``) only augment: they leave a PIL image, which
+    a ``DataLoader`` cannot batch and a network cannot take, and they never normalise
+    with the statistics that ImageNet-pretrained weights were trained with. Here the
+    augmentation is followed by the three missing steps: ``v2.ToImage()`` (PIL ->
+    uint8 tensor), ``v2.ToDtype(torch.float32, scale=True)`` (-> floats in [0, 1]) and
+    ``v2.Normalize(mean, std)``.
+
+    Args:
+        size: side length of the output images.
+        train: ``True``: random resized crop and horizontal flip (augmentation);
+            ``False``: resize the short side to ``size / 0.875`` and take the centre
+            crop, the usual deterministic evaluation pipeline.
+        mean, std: per-channel statistics (1 or 3 numbers each) to normalise with.
+
+    Returns:
+        A ``torchvision.transforms.v2.Compose`` mapping a PIL image or a tensor image to
+        a float32 tensor ``(C, size, size)``.
+    """
+    size = check_int("size", size, min_value=8)
+    check_type("train", train, bool)
+    mean, std = _check_stats("mean", mean), _check_stats("std", std)
+    if len(mean) != len(std):
+        raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+    if min(std) <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    if train:
+        geometry = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+    else:
+        geometry = [v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)]
+    return v2.Compose(
+        [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+
+
+def _has_images(folder: Path) -> bool:
+    return any(f.is_file() and f.name.lower().endswith(IMG_EXTENSIONS) for f in folder.rglob("*"))
+
+
+def image_folder(root: Union[str, Path], *, train: bool, size: int = 224) -> tv_datasets.ImageFolder:
+    """Your own images, one sub-folder per class, as a dataset (chapter 4.1).
+
+    Expects ``root/<class_name>/<image>.png`` (or ``.jpg`` etc.); classes are numbered
+    in alphabetical order of their folder names (see the returned ``.classes``).
+
+    Args:
+        root: the folder that holds one sub-folder per class.
+        train: use the augmenting training transforms, else the evaluation ones
+            (see :func:`image_transforms`).
+        size: side length of the images the dataset returns.
+
+    Returns:
+        A ``torchvision.datasets.ImageFolder`` whose items are
+        ``(float32 tensor (3, size, size), int class index)``.
+    """
+    check_type("root", root, (str, Path))
+    check_type("train", train, bool)
+    transform = image_transforms(size, train=train)
+    path = Path(root)
+    layout = "ImageFolder expects root/<class_name>/<image>.png (or .jpg, ...), one folder per class"
+    if not path.exists():
+        raise ValueError(f"root '{root}' does not exist; {layout}")
+    if not path.is_dir():
+        raise ValueError(f"root '{root}' is a file, not a folder; {layout}")
+    classes = sorted(d for d in path.iterdir() if d.is_dir())
+    empty = [d.name for d in classes if not _has_images(d)]
+    if empty:  # ImageFolder makes every sub-folder a class, and fails on one without images
+        raise ValueError(
+            f"root '{root}' has class folders without images: {', '.join(map(repr, empty))}; "
+            f"add images or remove them. {layout}"
+        )
+    if len(classes) < 2:
+        found = ", ".join(repr(d.name) for d in classes) or "none"
+        raise ValueError(
+            f"root '{root}' must hold at least 2 class folders with images, found {len(classes)} "
+            f"({found}); {layout}"
+        )
+    return tv_datasets.ImageFolder(str(path), transform=transform)
+
+
+def _constructor(name: str, root: str, train: bool, download: bool, transform: v2.Compose) -> Dataset:
+    if name == "svhn":  # SVHN names its splits instead of taking train=
+        split = "train" if train else "test"
+        return tv_datasets.SVHN(root, split=split, download=download, transform=transform)
+    cls = {
+        "mnist": tv_datasets.MNIST,
+        "usps": tv_datasets.USPS,
+        "cifar10": tv_datasets.CIFAR10,
+        "fashion_mnist": tv_datasets.FashionMNIST,
+    }[name]
+    return cls(root, train=train, download=download, transform=transform)
+
+
+def torchvision_dataset(
+    name: str,
+    root: Union[str, Path],
+    *,
+    train: bool,
+    download: bool = True,
+    size: int | None = None,
+    channels: int | None = None,
+) -> Dataset:
+    """A torchvision dataset with images as float tensors in [0, 1] (full profile, chapter 4.1).
+
+    Args:
+        name: one of :data:`DATASETS` (``"mnist"``, ``"usps"``, ``"svhn"``, ``"cifar10"``,
+            ``"fashion_mnist"``).
+        root: folder the files are read from (and downloaded to).
+        train: the training split, else the test split.
+        download: fetch the files if they are not in ``root`` (needs internet once).
+        size: resize images to ``size x size`` (e.g. 28 to pair USPS's 16 px with MNIST).
+        channels: 1 or 3 to convert (grey -> 3 equal channels, or RGB -> grey), e.g. to
+            pair MNIST with SVHN; ``None`` keeps the dataset's own.
+
+    Returns:
+        A dataset whose items are ``(float32 tensor (C, H, W) in [0, 1], int label)``.
+        No normalisation, so :func:`to_tensor_data` gives the book's conventions.
+
+    Raises:
+        DatasetUnavailableError: the files are not in ``root`` and could not be
+            downloaded; the message says how to get them.
+    """
+    name = check_choice("name", name, DATASETS)
+    check_type("root", root, (str, Path))
+    check_type("train", train, bool)
+    check_type("download", download, bool)
+    steps: list = [v2.ToImage()]
+    if channels is not None:
+        channels = check_int("channels", channels, min_value=1, max_value=3)
+        if channels == 2:
+            raise ValueError("channels=2 is not accepted; choose 1 (grey), 3 (RGB) or None")
+        if channels != _NATIVE_CHANNELS[name]:
+            steps.append(v2.Grayscale(num_output_channels=channels))
+    if size is not None:
+        size = check_int("size", size, min_value=8)
+        steps.append(v2.Resize((size, size), antialias=True))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+
+    try:
+        return _constructor(name, str(root), train, download, v2.Compose(steps))
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        how = "downloading it failed" if download else "download=False was given"
+        raise DatasetUnavailableError(
+            f"dataset {name!r} is not available in root '{root}' ({how}: {str(err).strip()[:300]}). "
+            "Downloading needs internet access. To fix: run this once on a machine with internet "
+            f"(download=True) and copy '{root}' here; or put the files torchvision expects into "
+            f"'{root}'; or use the quick profile (MTL_TL_PROFILE=quick), which needs no download."
+        ) from err
+
+
+def to_tensor_data(dataset: Dataset, *, limit: int | None = None, batch_size: int = 512) -> TensorData:
+    """Load a (small) dataset into memory as one :class:`~mtl_tl.data.TensorData`.
+
+    Tensors in memory can move to the GPU once and be batched by
+    :class:`mtl_tl.data.TensorLoader` with no per-image Python work (chapter 4.1).
+
+    Args:
+        dataset: items ``(image tensor (C, H, W), int label)``, e.g. from
+            :func:`torchvision_dataset`.
+        limit: keep only the first ``limit`` items (``None``: all).
+        batch_size: items read per step while loading.
+
+    Returns:
+        ``TensorData`` with ``x`` float32 ``(N, C, H, W)`` and ``y`` int64 ``(N,)``.
+    """
+    check_type("dataset", dataset, Dataset)
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("dataset is empty")
+    if limit is not None:
+        n = min(n, check_int("limit", limit, min_value=1))
+    first = dataset[0]
+    if not (isinstance(first, (tuple, list)) and len(first) == 2 and isinstance(first[0], torch.Tensor)):
+        got = type(first[0]).__name__ if isinstance(first, (tuple, list)) else type(first).__name__
+        raise TypeError(
+            f"dataset must yield (image tensor, label) pairs, got {got} items; give it a "
+            "transform that ends in v2.ToImage() and v2.ToDtype(torch.float32, scale=True)"
+        )
+    if first[0].ndim != 3 or not first[0].is_floating_point():
+        raise TypeError(
+            f"dataset images must be float tensors (C, H, W), got dtype {first[0].dtype} "
+            f"and shape {tuple(first[0].shape)}"
+        )
+    xs, ys = [], []
+    for x, y in DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False):
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    labels = torch.cat(ys)
+    if labels.is_floating_point() or labels.ndim != 1:
+        raise TypeError(f"dataset labels must be int class indices, got dtype {labels.dtype}")
+    return TensorData(torch.cat(xs).float(), labels.long())
