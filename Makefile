@@ -49,6 +49,9 @@ lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab on first use)
 strip: $(STAMP) ## Remove outputs and execution counts from every notebook
 	$(PY) scripts/strip_outputs.py book
 
+bench: $(STAMP) ## Run the benchmarks; writes benchmarks/results.json
+	$(PY) benchmarks/run.py
+
 clean: ## Remove the built site and caches (keeps .venv)
 	rm -rf _build .jupyter_cache .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
