@@ -8,7 +8,7 @@ export MTL_TL_PROFILE ?= quick
 # Matplotlib draws to files, never to a window, when notebooks run under make.
 export MPLBACKEND := Agg
 
-.PHONY: help setup book test unit notebooks site lab strip clean bench screenshots student
+.PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ book: $(STAMP) ## Execute every notebook (quick profile) and build the site into
 	@echo "Open $(CURDIR)/_build/html/index.html"
 
 unit: $(STAMP) ## Run the unit tests
-	$(PY) -m pytest tests -q; rc=$$?; \
+	$(PY) -m pytest tests -q --ignore=tests/browser; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no unit tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 
 notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake
@@ -40,7 +40,21 @@ notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake
 site: $(STAMP) ## Check that the site builds with zero warnings
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 
-test: unit notebooks site ## Set up, then unit tests, every notebook, and a warning-free site build
+browser-deps: ## Install Debian's Chromium for the browser test (needs root and apt-get)
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "Chromium is missing and cannot be installed here: the browser test will be skipped"; fi
+
+browser: $(STAMP) browser-deps ## Open every page of the built site in headless Chromium, offline
+	$(PY) -m pytest tests/browser -q
+
+screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _build/screenshots
+	@test -f _build/html/index.html || $(MAKE) site
+	SCREENSHOTS=$(CURDIR)/_build/screenshots $(PY) -m pytest tests/browser -q
+	@echo "Screenshots in $(CURDIR)/_build/screenshots"
+
+test: unit notebooks site browser ## Set up, then unit tests, every notebook, a warning-free site build, the browser test
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
@@ -51,6 +65,13 @@ strip: $(STAMP) ## Remove outputs and execution counts from every notebook
 
 bench: $(STAMP) ## Run the benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py
+
+student: $(STAMP) ## Student edition: notebooks without solutions, and a site with solutions hidden
+	rm -rf _build/student
+	$(PY) scripts/make_student.py notebooks _build/student/notebooks
+	$(PY) scripts/make_student.py config _build/student/_config.yml
+	$(VENV)/bin/jupyter-book build . --config _build/student/_config.yml --path-output _build/student -n -W --keep-going
+	@echo "Student notebooks: $(CURDIR)/_build/student/notebooks; student site: $(CURDIR)/_build/student/_build/html/index.html"
 
 clean: ## Remove the built site and caches (keeps .venv)
 	rm -rf _build .jupyter_cache .pytest_cache

@@ -55,7 +55,22 @@ def _copy(app: Sphinx, exception: Exception | None) -> None:
             shutil.copy2(src, dst)
 
 
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    # sphinx-thebe registers its inline `const THEBE_JS_URL = ...` script each time the
+    # environment is re-read, and a page that declares a const twice stops its scripts
+    # with a SyntaxError; keep the first copy of each script.
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        filename = getattr(script, "filename", script) or ""  # inline scripts: None or ""
+        key = (str(filename), tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     app.connect("config-inited", _configure)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

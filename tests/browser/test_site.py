@@ -1,0 +1,136 @@
+"""Every page of the built site in a real browser: headless Chromium, no network.
+
+Run after the site is built (`make test` does: `make browser`). Needs Debian's
+`chromium` (installed by `make browser-deps`) and playwright-python, which drives the
+installed browser through `executable_path` (playwright's own browser download is not
+used). Every request to a host other than this machine is blocked and counted as a
+failure: the site must work offline, with nothing from a CDN.
+
+Set SCREENSHOTS=DIR to save a screenshot of each page (`make screenshots`).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+playwright = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM:
+    pytest.skip("Chromium is not installed (make browser-deps installs Debian's package)", allow_module_level=True)
+if not (SITE / "index.html").exists():
+    pytest.skip("the site is not built: run `make site` first", allow_module_level=True)
+
+
+def _pages() -> list[str]:
+    skip = {"genindex.html", "search.html"}
+    pages = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
+                   if "_static" not in p.parts and "_sources" not in p.parts and p.name not in skip)
+    return [p for p in pages if not (SITE / p).read_text(errors="ignore").startswith("<meta http-equiv")]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def server():
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _notebook_source(page: str) -> Path | None:
+    """The notebook a page was built from (its launch buttons must point at it)."""
+    source = ROOT / Path(page).with_suffix(".ipynb")
+    return source if source.exists() else None
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_page(page, server, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    problems: list[str] = []
+    off_site: list[str] = []
+
+    def route(request_route):
+        host = urlparse(request_route.request.url).hostname
+        if host in ("127.0.0.1", "localhost") or request_route.request.url.startswith("data:"):
+            request_route.continue_()
+        else:
+            off_site.append(request_route.request.url)
+            request_route.abort()
+
+    tab.route("**/*", route)
+    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    tab.goto(server + page, wait_until="load")
+    # MathJax typesets asynchronously; wait for it where the page loads it.
+    tab.wait_for_function("() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)",
+                          timeout=15000)
+    tab.evaluate("() => window.MathJax && window.MathJax.startup ? window.MathJax.startup.promise : null")
+    tab.wait_for_load_state("networkidle")
+
+    text = tab.evaluate("() => document.querySelector('main') ? document.querySelector('main').innerText : "
+                        "document.body.innerText")
+    for raw in ("$$", "\\(", "\\[", "\\begin{"):
+        assert raw not in text, f"{page}: raw TeX {raw!r} left in the text: MathJax did not typeset it"
+    if tab.evaluate("() => document.querySelectorAll('.math').length") > 0:
+        assert tab.evaluate("() => document.querySelectorAll('mjx-container').length") > 0, \
+            f"{page}: equations present but no MathJax output"
+
+    broken = tab.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
+                          ".map(i => i.getAttribute('src'))")
+    assert not broken, f"{page}: images that did not load: {broken}"
+
+    notebook = _notebook_source(page)
+    launch = tab.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)"
+                          ".filter(h => h.includes('colab.research.google.com') || h.includes('mybinder.org'))")
+    if notebook is not None:
+        rel = notebook.relative_to(ROOT).as_posix()
+        assert launch, f"{page}: a notebook page without launch buttons"
+        for href in launch:
+            assert rel in unquote(href), f"{page}: launch link {href} does not point at {rel}"
+
+    links = tab.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
+    for href in links:
+        url = urlparse(urljoin(server + page, href))
+        if url.hostname != "127.0.0.1" or not url.path:
+            continue
+        target = SITE / unquote(url.path).lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        assert target.exists(), f"{page}: internal link {href!r} points at a missing file"
+
+    assert not off_site, f"{page}: requests to other hosts (the site must work offline): {off_site[:5]}"
+    assert not problems, f"{page}: JavaScript errors: {problems[:5]}"
+    shots = os.environ.get("SCREENSHOTS")
+    if shots:
+        out = Path(shots) / (page.replace("/", "__").removesuffix(".html") + ".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(out), full_page=True)
+    context.close()
