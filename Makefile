@@ -5,8 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTL_TL_PROFILE ?= quick
-# Matplotlib draws to files, never to a window, when notebooks run under make.
-export MPLBACKEND := Agg
 
 .PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student
 

@@ -63,7 +63,8 @@ def test_single_class_data_rejected(digits):
 
 
 def test_tensor_data_validation():
-    with pytest.raises(ValueError, match="4 dimensions"):
+    assert TensorData(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long)).shape == (5,)  # cached features
+    with pytest.raises(ValueError, match="2 or 4 dimensions"):
         TensorData(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long))
     with pytest.raises(TypeError, match="floating-point"):
         TensorData(torch.zeros(3, 1, 8, 8, dtype=torch.long), torch.zeros(3, dtype=torch.long))

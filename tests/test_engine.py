@@ -156,3 +156,17 @@ def test_fit_accepts_a_dataloader(digits8):
 def test_history_last_unknown_task():
     with pytest.raises(KeyError, match="no test record"):
         History().last("x")
+
+
+def test_evaluate_every_and_cached_features(digits8):
+    from mtl_tl.engine import extract_features
+
+    trunk, task = _task(*digits8)
+    history = fit(trunk, task, epochs=3, evaluate_every=3, device="cpu")
+    assert [r["epoch"] for r in history.records if r["split"] == "test"] == [3]
+    # A head trained on cached trunk features: the trunk is the identity, data are (N, D).
+    train = TensorData(extract_features(trunk, digits8[0].x), digits8[0].y)
+    test = TensorData(extract_features(trunk, digits8[1].x), digits8[1].y)
+    head_task = Task("cached", linear_head(16, 10), train=train, test=test)
+    fit(nn.Identity(), head_task, epochs=10, lr=1e-2, device="cpu")
+    assert evaluate(nn.Identity(), head_task)["cached"]["metric"] > 0.5

@@ -39,10 +39,11 @@ __all__ = [
 
 @dataclass
 class TensorData:
-    """Images and their label(s), all held as tensors.
+    """Images (or features) and their label(s), all held as tensors.
 
     Attributes:
-        x: images ``(N, C, H, W)``, floating point.
+        x: images ``(N, C, H, W)``, or features ``(N, D)`` such as a frozen trunk's
+            outputs cached once (chapter 6: training a head on cached features).
         y: labels ``(N, ...)``, or a dict ``{label_name: (N, ...)}`` for multi-label data.
     """
 
@@ -50,7 +51,7 @@ class TensorData:
     y: Labels
 
     def __post_init__(self) -> None:
-        check_tensor("x", self.x, ndim=4, floating=True, min_len=1)
+        check_tensor("x", self.x, ndim=(2, 4), floating=True, min_len=1)
         labels = self.y.items() if isinstance(self.y, Mapping) else [("y", self.y)]
         if isinstance(self.y, Mapping) and len(self.y) == 0:
             raise ValueError("y is an empty dict; give at least one label tensor")
@@ -92,7 +93,7 @@ class TensorData:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """The image shape ``(C, H, W)``."""
+        """The shape of one example: ``(C, H, W)`` for images, ``(D,)`` for features."""
         return tuple(self.x.shape[1:])
 
 

@@ -380,8 +380,9 @@ def fit(
         if tested and (epoch % evaluate_every == 0 or epoch == epochs):
             for name, result in evaluate(net, tested, device=device).items():
                 history.records.append({"epoch": epoch, "split": "test", "task": name, **result})
-        bar.set_postfix({f"{t.name}": round(history.last(t.name, "test" if t.test is not None else "train"), 3)
-                         for t in tasks[:3]})
+        # The latest metric of each task: test where it was just evaluated, else train.
+        latest = {r["task"]: r["metric"] for r in history.records if r["epoch"] == epoch}
+        bar.set_postfix({name: round(value, 3) for name, value in list(latest.items())[:3]})
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     history.seconds = time.perf_counter() - start
@@ -438,8 +439,9 @@ def evaluate(
     check_choice("split", split, ("test", "train"))
     tasks = check_tasks(tasks, split=split)
     check_int("batch_size", batch_size, min_value=1)
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    net = _as_net(model, tasks).to(device)
+    net = _as_net(model, tasks)
+    device = get_device(device) if device is not None else next(net.parameters()).device
+    net = net.to(device)
     was_training = net.training
     net.eval()
     results: dict[str, dict[str, float]] = {}
