@@ -15,6 +15,7 @@ One module per concept, each explained by a chapter of the book:
 ``mtl_tl.multitask``      eq. 3.2, loss weighting, PCGrad, the sequential baseline
 ``mtl_tl.experiments``    several seeds, one tidy table
 ``mtl_tl.plots``          the book's figures
+``mtl_tl.study``          the head-to-head study of chapter 4.3 (``python -m mtl_tl study``)
 ========================  =====================================================
 """
 
