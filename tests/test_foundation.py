@@ -1,0 +1,101 @@
+"""The repository's promises: notebooks in the toc and without outputs, one package set."""
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from toc_notebooks import toc_files  # noqa: E402
+
+
+def _notebooks() -> list[Path]:
+    return sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_every_notebook_is_in_the_toc():
+    listed = {ROOT / (f if f.endswith(".ipynb") else f + ".ipynb") for f in toc_files()}
+    orphans = [str(p.relative_to(ROOT)) for p in _notebooks() if p not in listed]
+    assert not orphans, f"notebooks missing from _toc.yml: {orphans}"
+
+
+def test_every_toc_entry_exists():
+    missing = [f for f in toc_files()
+               if not any((ROOT / (f + s)).exists() for s in ("", ".md", ".ipynb"))]
+    assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
+
+
+def test_notebooks_are_committed_without_outputs():
+    dirty = []
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+                dirty.append(str(path.relative_to(ROOT)))
+                break
+    assert not dirty, f"notebooks with outputs or execution counts (run `make strip`): {dirty}"
+
+
+def test_every_notebook_imports_the_package_and_states_its_cost():
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        assert "mtl_tl" in code, f"{path.name} does not import mtl_tl"
+        first = "".join(nb["cells"][0]["source"])
+        assert re.search(r"run time", first, re.I), f"{path.name}: the first cell must state the run time"
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+# conda-forge names that differ from PyPI's
+CONDA_TO_PYPI = {"pytorch": "torch"}
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pypi = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        pypi |= {_name(r) for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            conda |= {_name(r) for r in dep.get("pip", [])}
+        else:
+            name = _name(dep)
+            if name not in ("python", "pip"):
+                conda.add(CONDA_TO_PYPI.get(name, name))
+    assert conda == pypi, f"only in environment.yml: {sorted(conda - pypi)}; only in pyproject: {sorted(pypi - conda)}"
+
+
+def test_dependencies_are_ranges_not_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = [r for r in project["dependencies"] if "==" in r]
+    assert not pinned, f"pinned dependencies: {pinned}"
+
+
+def test_config_settings():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["only_build_toc_files"] is True
+    assert config["execute"]["timeout"] > 0
+    assert "sphinx_exercise" in config["sphinx"]["extra_extensions"]
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    assert (ROOT / config["bibtex_bibfiles"][0]).exists()
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["format"] == "jb-book"
+    assert all(part.get("caption") for part in toc["parts"])
+    # The chapters are numbered 1-6 like the article; only the reference matter is not.
+    chapters = [p for p in toc["parts"] if p["caption"] != "Reference"]
+    assert len(chapters) >= 3 and all(p.get("numbered") for p in chapters)
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme and "make book" in readme
