@@ -87,3 +87,9 @@ def test_resnet18_default_weights_offline_message():
 def test_heads_bad_sizes():
     with pytest.raises(ValueError, match="out_features must be >= 1"):
         linear_head(8, 0)
+
+
+def test_head_names_that_clash_with_module_attributes():
+    with pytest.raises(ValueError, match="task name 'eval' cannot name a head"):
+        MultiTaskNet(SmallCNN(1, 8, 2), {"eval": linear_head(16, 2)})
+    assert "lp-ft" in MultiTaskNet(SmallCNN(1, 8, 2), {"lp-ft": linear_head(16, 2)}).heads

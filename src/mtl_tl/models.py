@@ -182,6 +182,11 @@ class MultiTaskNet(nn.Module):
             raise ValueError("heads must be a non-empty mapping {task_name: nn.Module}")
         for name, head in heads.items():
             check_type(f"heads[{name!r}]", head, nn.Module)
+            if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict(), name):
+                raise ValueError(
+                    f"task name {name!r} cannot name a head: use a name without '.' that is not an "
+                    "nn.Module attribute (e.g. 'shape', 'digit-left'; not 'eval', 'train', 'to')"
+                )
         self.trunk = trunk
         self.heads = nn.ModuleDict(dict(heads))
 
