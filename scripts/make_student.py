@@ -46,9 +46,33 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         elif cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             if "solution" in cell.metadata.get("tags", []):
-                keep = [line for line in cell.source.splitlines() if line.startswith("#")]
-                cell.source = "\n".join(keep) + ("\n" if keep else "") + STUB
+                cell.source = stub(cell.source)
     return nb
+
+
+def stub(source: str) -> str:
+    """A reference answer reduced to what the student needs: its comments, the signatures
+    and one-line docstrings of its functions (whose bodies raise), and a note."""
+    lines, out, i = source.splitlines(), [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            out.append(line)
+        elif line.startswith("def "):
+            while not lines[i].rstrip().endswith(":"):  # a signature over several lines
+                out.append(lines[i])
+                i += 1
+            out.append(lines[i])
+            body = [b for b in lines[i + 1:] if b.strip()]
+            if body and body[0].strip().startswith('"""') and body[0].strip().endswith('"""') \
+                    and len(body[0].strip()) > 3:
+                out.append(body[0])
+            out.append('    raise NotImplementedError("write your answer here")')
+            while i + 1 < len(lines) and (not lines[i + 1].strip() or lines[i + 1].startswith((" ", "\t"))):
+                i += 1
+            out.append("")
+        i += 1
+    return "\n".join(out).rstrip() + "\n" + STUB
 
 
 def write_notebooks(out: Path) -> list[Path]:

@@ -99,3 +99,21 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make book" in readme
+
+
+def test_notebooks_open_on_colab_and_end_with_exercises():
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        assert nb["metadata"].get("accelerator") == "GPU", f"{path.name}: no Colab GPU hint in the metadata"
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        install = "".join(code[0]["source"])
+        assert "google.colab" in install and "pip install" in install, f"{path.name}: no Colab install cell first"
+        assert "hide-input" in code[0]["metadata"].get("tags", [])
+        assert any("setup(" in "".join(c["source"]) for c in code[1:3]), f"{path.name}: no setup() call"
+        text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "## Summary" in text and "## Exercises" in text, f"{path.name}: no summary or exercises"
+        assert 3 <= text.count("{exercise}") <= 5 and text.count("{solution}") == text.count("{exercise}")
+        answers = [i for i, c in enumerate(nb["cells"]) if "solution" in c["metadata"].get("tags", [])]
+        assert answers, f"{path.name}: no coding exercise (a code cell tagged 'solution')"
+        following = "".join(nb["cells"][answers[0] + 1]["source"]).lower()
+        assert "self-check" in following, f"{path.name}: the coding exercise has no self-check cell after it"

@@ -47,6 +47,9 @@ def test_student_notebook_stubs_tagged_answers():
     ])
     student = make_student.student_notebook(nb)
     assert "SECRET" not in student.cells[0].source
+    code = make_student.stub('# Edit me.\ndef f(a,\n      b):\n    """Sum."""\n    c = a + b\n\n    return c\n\nx = f(1, 2)\n')
+    assert "def f(a,\n      b):" in code and '"""Sum."""' in code and "raise NotImplementedError" in code
+    assert "c = a + b" not in code and "x = f(1, 2)" not in code and code.startswith("# Edit me.")
     assert "answer = 42" not in student.cells[1].source
     assert student.cells[1].source.startswith("# Exercise 1: the projection")
     assert student.cells[2].source == "assert answer == 42" and student.cells[2].outputs == []
