@@ -347,7 +347,9 @@ def fit(
     for epoch in bar:
         model.train()
         _freeze_frozen_norms(net)
-        totals: dict[str, float] = defaultdict(float)
+        # Running sums stay tensors on the device: a float() per step would wait for the
+        # GPU every step; they are read once per epoch instead.
+        totals: dict[str, Any] = defaultdict(float)
         logs: dict[str, float] = defaultdict(float)
         for step in range(steps):
             strategy.set_progress(((epoch - 1) * steps + step) / (epochs * steps))
@@ -360,7 +362,7 @@ def fit(
                 for task in stream.tasks:
                     prediction, target = out[task.name].float(), task.target(y)
                     losses[task.name] = task.loss_fn(prediction, target)
-                    totals[f"metric/{task.name}"] += float(task.metric_fn(prediction.detach(), target))
+                    totals[f"metric/{task.name}"] += task.metric_fn(prediction.detach(), target)
             opt.zero_grad(set_to_none=True)
             for key, value in strategy.backward(losses, shared).items():
                 logs[key] += value
@@ -368,9 +370,10 @@ def fit(
                 nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
             opt.step()
             for name, loss in losses.items():
-                totals[f"loss/{name}"] += float(loss.detach())
-        totals = distributed.all_reduce_mean({k: v / steps for k, v in totals.items()}, ctx, device)
+                totals[f"loss/{name}"] += loss.detach()
+        totals = distributed.all_reduce_mean({k: float(v) / steps for k, v in totals.items()}, ctx, device)
         train_losses = {t.name: totals[f"loss/{t.name}"] for t in tasks}
+        this_epoch = len(history.records)
         for task in tasks:
             history.records.append({"epoch": epoch, "split": "train", "task": task.name,
                                     "loss": train_losses[task.name], "metric": totals[f"metric/{task.name}"]})
@@ -381,7 +384,7 @@ def fit(
             for name, result in evaluate(net, tested, device=device).items():
                 history.records.append({"epoch": epoch, "split": "test", "task": name, **result})
         # The latest metric of each task: test where it was just evaluated, else train.
-        latest = {r["task"]: r["metric"] for r in history.records if r["epoch"] == epoch}
+        latest = {r["task"]: r["metric"] for r in history.records[this_epoch:]}
         bar.set_postfix({name: round(value, 3) for name, value in list(latest.items())[:3]})
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)

@@ -382,11 +382,6 @@ def train_dann(
 ) -> History:
     """Domain-adversarial training (DANN; Ganin & Lempitsky, 2015) with unlabelled target images.
 
-    With batch norm in the trunk, the source batch and the mixed-domain batch pass through
-    the trunk separately, each normalised with its own statistics, and the running
-    statistics used at test time blend the domains; chapter 5 found DANN unstable that way.
-    Prefer ``SmallCNN(norm="group")`` (or ``"none"``) for the trunk.
-
     Adds a task named :data:`DOMAIN_TASK` whose head is :func:`domain_classifier`
     (gradient reversal, then an MLP with ``hidden`` units, then 2 logits) and whose
     data is the source images and ``target_x`` in one :class:`~mtl_tl.data.TensorData`
@@ -400,6 +395,11 @@ def train_dann(
     Mixed batches are drawn uniformly from the union, so the domains appear in
     proportion to their sizes. The paper also decays the learning rate as
     ``lr / (1 + 10 p) ** 0.75``; here the optimizer keeps ``fit``'s constant rate.
+
+    **Batch norm.** With batch norm in the trunk, the source batch and the mixed-domain
+    batch pass through the trunk separately, each normalised with its own statistics,
+    and the running statistics used at test time blend the domains; chapter 5 found
+    DANN unstable that way. Prefer ``SmallCNN(norm="group")`` (or ``"none"``) for the trunk.
 
     Args:
         trunk: feature extractor ``(N, C, H, W) -> (N, D)``; trained in place.
