@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from mtl_tl.config import seed_everything
-from mtl_tl.data import TensorData, class_split, k_per_class, load_digits
+from mtl_tl.data import TensorData, class_split, load_digits
 from mtl_tl.engine import History, LossStrategy, evaluate, extract_features, fit, load_checkpoint, predict, save_checkpoint
 from mtl_tl.models import MultiTaskNet, SmallCNN, linear_head
 from mtl_tl.tasks import Task

@@ -117,3 +117,35 @@ def test_notebooks_open_on_colab_and_end_with_exercises():
         assert answers, f"{path.name}: no coding exercise (a code cell tagged 'solution')"
         following = "".join(nb["cells"][answers[0] + 1]["source"]).lower()
         assert "self-check" in following, f"{path.name}: the coding exercise has no self-check cell after it"
+
+
+def test_every_module_can_be_read_in_one_sitting():
+    lengths = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines())
+               for p in (ROOT / "src" / "mtl_tl").rglob("*.py")}
+    assert len(lengths) >= 15
+    too_long = {path: n for path, n in lengths.items() if n > 600}
+    assert not too_long, f"split these modules (CONTRIBUTING.md: one concept per module): {too_long}"
+
+
+def test_split_modules_are_re_exported_where_the_book_imports_them():
+    from mtl_tl import gradient_surgery, multitask, study, weighting
+    from mtl_tl.study import decisions, design, result, runner
+
+    for name in ("EqualWeighting", "FixedWeights", "UncertaintyWeighting", "GradNorm", "DWA", "dwa_weights"):
+        assert getattr(multitask, name) is getattr(weighting, name)
+    for name in ("PCGrad", "pcgrad_combine", "gradient_cosine", "ConflictMonitor"):
+        assert getattr(multitask, name) is getattr(gradient_surgery, name)
+    assert study.run_study is runner.run_study and study.StudyResult is result.StudyResult
+    assert study.StudyConfig is design.StudyConfig and study.derive_rules is decisions.derive_rules
+    for module in (multitask, study, weighting, gradient_surgery):
+        assert all(hasattr(module, name) for name in module.__all__), module.__name__
+
+
+def test_api_reference_documents_every_public_module():
+    text = (ROOT / "book" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\.\. automodule:: (mtl_tl[\w.]*)$", text, flags=re.M))
+    package = ROOT / "src" / "mtl_tl"
+    public = {f"mtl_tl.{p.stem}" for p in package.glob("*.py") if not p.stem.startswith("_")}
+    public |= {f"mtl_tl.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert public - documented == set(), "add these modules to book/api.md"
+    assert "book/api" in (ROOT / "_toc.yml").read_text(encoding="utf-8")

@@ -252,7 +252,19 @@ def test_uncertainty_weighting_registers_log_vars_as_parameters():
     assert len(params) == 1 and params[0].shape == (2,) and torch.all(params[0] == 0)
 
 
+def test_uncertainty_weighting_param_group_has_its_lr_and_no_weight_decay():
+    strategy = UncertaintyWeighting({"a": "classification"}, lr=0.05)
+    (group,) = strategy.param_groups()
+    assert group["params"] == [strategy.log_vars] and group["lr"] == 0.05 and group["weight_decay"] == 0.0
+    (group,) = UncertaintyWeighting({"a": "classification"}).param_groups()
+    assert "lr" not in group and group["weight_decay"] == 0.0
+    assert make_strategy("uncertainty", _tasks("a", "b"), lr=0.2).lr == 0.2
+    assert LossStrategy().param_groups() == []
+
+
 def test_uncertainty_weighting_input_errors():
+    with pytest.raises(ValueError, match=r"lr must be > 0"):
+        UncertaintyWeighting({"a": "classification"}, lr=0.0)
     with pytest.raises(ValueError, match=r"task_kinds\['a'\]='ordinal'.*'classification', 'regression'"):
         UncertaintyWeighting({"a": "ordinal"})
     with pytest.raises(ValueError, match="task_kinds must be a non-empty mapping"):

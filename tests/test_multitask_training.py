@@ -182,3 +182,13 @@ def test_pcgrad_and_conflict_monitor_log_cosines(small_digit_tasks):
     cos = logs[logs.key == "cos/digit|odd"]["value"]
     assert len(cos) == 2 and bool(cos.between(-1, 1).all())
     assert {"weight/digit", "gradnorm/odd"} <= set(logs.key)
+
+
+def test_uncertainty_lr_is_the_log_variances_own_step(small_digit_tasks):
+    # Adam's first step moves every parameter by about its learning rate, whatever the gradient.
+    for lr, expected in ((None, 1e-3), (0.05, 0.05)):
+        trunk, tasks = _two_label_model(small_digit_tasks)
+        strategy = UncertaintyWeighting({"digit": "classification", "odd": "classification"}, lr=lr)
+        train_jointly(trunk, tasks, strategy=strategy, epochs=1, steps_per_epoch=1, lr=1e-3, device="cpu")
+        step = strategy.log_vars.detach().abs()
+        assert torch.allclose(step, torch.full_like(step, expected), rtol=0.05), (lr, step)

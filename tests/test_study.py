@@ -20,12 +20,12 @@ from mtl_tl.study import (
     RELATEDNESS,
     StudyConfig,
     StudyResult,
-    _data_seed,
     decision_map,
     derive_rules,
     rules_markdown,
     run_study,
 )
+from mtl_tl.study.runner import _data_seed
 from mtl_tl.synthetic import DOMAINS, Domain, make_shapes
 from mtl_tl.tasks import Task
 

@@ -93,7 +93,7 @@ class TensorData:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """The shape of one example: ``(C, H, W)`` for images, ``(D,)`` for features."""
+        """The shape of one example, ``(C, H, W)`` for images and ``(D,)`` for features."""
         return tuple(self.x.shape[1:])
 
 

@@ -114,6 +114,16 @@ class LossStrategy(nn.Module):
         """Called before each step with the share of training done, in [0, 1)."""
         return None
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups of the strategy's own parameters, if it has any.
+
+        :func:`fit` adds them to the network's optimizer. A group without ``"lr"`` uses
+        ``fit``'s learning rate. Weight decay is 0: decaying, say, a log-variance toward
+        0 would pull every task weight toward 1, which is not regularisation of the network.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "weight_decay": 0.0}] if params else []
+
 
 @dataclass
 class History:
@@ -330,8 +340,7 @@ def fit(
     else:
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in param_groups]
         groups = [g for g in groups if g["params"]]
-    if any(True for _ in strategy.parameters()):
-        groups.append({"params": list(strategy.parameters())})
+    groups += strategy.param_groups()
     opt = make_optimizer(groups, optimizer, lr, weight_decay)
 
     streams = [
@@ -432,7 +441,7 @@ def evaluate(
     This is what the article's empty ``evaluate`` should have done.
 
     Args:
-        model: a trunk (the tasks' heads are attached) or a :class:`MultiTaskNet`.
+        model: a trunk (the tasks' heads are attached) or a :class:`~mtl_tl.models.MultiTaskNet`.
         tasks: the tasks to measure.
         split: ``"test"`` or ``"train"``.
 

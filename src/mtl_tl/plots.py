@@ -172,7 +172,7 @@ def learning_curves(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one line per (task, split) recorded.
+        The figure, with one line per (task, split) recorded.
     """
     history = _check_history(history)
     check_choice("key", key, ("metric", "loss"))
@@ -228,7 +228,7 @@ def accuracy_vs_labels(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one error-bar line per value of ``hue``.
+        The figure, with one error-bar line per value of ``hue``.
     """
     columns = [x, "metric", "mean", "std"] + ([hue] if hue is not None else [])
     summary = _check_frame("summary", summary, columns)
@@ -277,7 +277,7 @@ def per_task_bars(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one bar per (task, method) row of the summary.
+        The figure, with one bar per (task, method) row of the summary.
     """
     summary = _check_frame("summary", summary, [task_col, hue, "metric", "mean", "std"])
     rows, metric = _one_metric(summary, metric)
@@ -333,7 +333,7 @@ def weight_trajectories(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one line per task.
+        The figure, with one line per task.
     """
     series = _log_series(_check_history(history), "weight/")
     fig, ax = _axes(ax)
@@ -363,7 +363,7 @@ def gradient_conflict(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one line per task pair, and a grey zero line.
+        The figure, with one line per task pair, and a grey zero line.
     """
     series = _log_series(_check_history(history), "cos/")
     fig, ax = _axes(ax)
@@ -413,7 +413,7 @@ def feature_pca(
         ax: draw into this Axes instead of a new figure.
 
     Returns:
-        The figure: one scatter point per row, one colour per domain.
+        The figure, with one scatter point per row, one colour per domain.
     """
     from sklearn.decomposition import PCA
 

@@ -1,0 +1,284 @@
+"""From a study's summary to a decision map and rules of thumb (chapter 4.3).
+
+Each cell's winner is compared with the seeds' spread; a rule is stated only when
+the cells it covers support it with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from .._checks import check_type
+from .design import (
+    METHODS,
+    MIN_SEEDS,
+    PRETRAINED_METHODS,
+    RELATEDNESS,
+    SOURCE_METHODS,
+    UNRELATED_SHIFT,
+    relatedness_shift,
+)
+
+
+def _pooled(a: float, b: float) -> float:
+    """Pooled standard deviation of two arms with equal seeds: ``sqrt((a^2 + b^2) / 2)``."""
+    return math.sqrt((a * a + b * b) / 2.0)
+
+
+def _check_summary(summary: Any) -> pd.DataFrame:
+    check_type("summary", summary, pd.DataFrame)
+    needed = ["relatedness", "k", "method", "metric", "mean", "std", "n"]
+    missing = [c for c in needed if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary lacks column(s) {missing}; it has {list(summary.columns)}")
+    if summary.empty:
+        raise ValueError("summary is empty; it needs at least one row")
+    unknown = sorted(set(summary["method"]) - set(METHODS))
+    if unknown:
+        raise ValueError(f"summary names unknown method(s) {unknown}; accepted: {', '.join(METHODS)}")
+    return summary
+
+
+def _cells(summary: pd.DataFrame, metric: str) -> list[tuple[tuple[str, float, int], pd.DataFrame]]:
+    part = summary[summary["metric"] == metric]
+    if part.empty:
+        raise ValueError(f"summary has no rows for metric {metric!r}; it has {sorted(set(summary['metric']))}")
+    if "shift" not in part.columns:
+        part = part.assign(shift=[relatedness_shift(r) if r in RELATEDNESS else float("nan")
+                                  for r in part["relatedness"]])
+    cells = []
+    for (level, shift, k), group in part.groupby(["relatedness", "shift", "k"], sort=False, dropna=False):
+        if group["method"].duplicated().any():
+            raise ValueError(f"summary has several rows per method for relatedness={level!r}, k={k}")
+        cells.append(((level, float(shift), int(k)), group.set_index("method")))
+    return sorted(cells, key=lambda c: (c[0][1], c[0][2]))
+
+
+def decision_map(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd.DataFrame:
+    """Who wins each (relatedness, k) cell, by how much, and whether it is more than noise.
+
+    Args:
+        summary: a :func:`mtl_tl.experiments.summarize` table of a study: columns
+            ``relatedness``, ``k``, ``method``, ``metric``, ``mean``, ``std``, ``n`` (and
+            ``shift``; derived from preset names when absent).
+        metric: the metric to rank the methods by (higher is better).
+
+    Returns:
+        One row per cell, sorted by shift then k, with columns ``relatedness``, ``shift``,
+        ``k``, ``winner``, ``winner_mean``, ``winner_std``, ``runner_up``,
+        ``runner_up_mean``, ``runner_up_std``, ``margin`` (winner minus runner-up),
+        ``pooled_std`` (of the two), ``clear`` (``margin > pooled_std`` with at least
+        :data:`~mtl_tl.study.design.MIN_SEEDS` seeds), ``n`` (fewest seeds of the two), ``scratch_mean`` (NaN without scratch),
+        ``best_source_method`` and ``source_gain`` (the best method that uses the source,
+        minus scratch; NaN when either is missing).
+    """
+    summary = _check_summary(summary)
+    out = []
+    for (level, shift, k), cell in _cells(summary, metric):
+        if len(cell) < 2:
+            raise ValueError(f"cell relatedness={level!r}, k={k} has {len(cell)} method(s); a map needs >= 2")
+        # Ties go to the method listed first in METHODS (scratch first: the simplest wins a tie).
+        ranked = sorted(cell.index, key=lambda m: (-cell.loc[m, "mean"], METHODS.index(m)))
+        w, r = ranked[0], ranked[1]
+        pooled = _pooled(cell.loc[w, "std"], cell.loc[r, "std"])
+        n = int(min(cell.loc[w, "n"], cell.loc[r, "n"]))
+        margin = float(cell.loc[w, "mean"] - cell.loc[r, "mean"])
+        scratch = float(cell.loc["scratch", "mean"]) if "scratch" in cell.index else float("nan")
+        users = [m for m in ranked if m in SOURCE_METHODS]
+        best_user = users[0] if users else None
+        gain = float(cell.loc[best_user, "mean"]) - scratch if best_user is not None else float("nan")
+        out.append({
+            "relatedness": level, "shift": shift, "k": k,
+            "winner": w, "winner_mean": float(cell.loc[w, "mean"]), "winner_std": float(cell.loc[w, "std"]),
+            "runner_up": r, "runner_up_mean": float(cell.loc[r, "mean"]), "runner_up_std": float(cell.loc[r, "std"]),
+            "margin": margin, "pooled_std": pooled, "clear": bool(n >= MIN_SEEDS and margin > pooled), "n": n,
+            "scratch_mean": scratch, "best_source_method": best_user, "source_gain": gain,
+        })
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------ rules
+
+
+def _stat(cell: pd.DataFrame, method: str) -> tuple[float, float, int]:
+    row = cell.loc[method]
+    return float(row["mean"]), float(row["std"]), int(row["n"])
+
+
+def _beats(cell: pd.DataFrame, a: str, b: str) -> bool:
+    """``a`` beats ``b`` by more than their pooled std, with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds each."""
+    ma, sa, na = _stat(cell, a)
+    mb, sb, nb = _stat(cell, b)
+    return min(na, nb) >= MIN_SEEDS and ma - mb > _pooled(sa, sb)
+
+
+def _fmt(cell: pd.DataFrame, method: str) -> str:
+    mean, std, _ = _stat(cell, method)
+    return f"{method} {mean:.2f} ± {std:.2f}"
+
+
+def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) -> pd.DataFrame:
+    """Rules of thumb read off a study's results; each stated only if the numbers support it.
+
+    "Beats" below means: mean difference larger than the pooled standard deviation of the
+    two methods over seeds, with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds; with fewer seeds no
+    rule is stated. The candidate rules:
+
+    * **few labels, related source**: at the smallest k, at the nearest relatedness level
+      (shift < :data:`~mtl_tl.study.design.UNRELATED_SHIFT`), the winner uses the source and beats scratch.
+      The rule lists every related level where this holds.
+    * **many labels**: at the largest k (larger than the smallest), no method beats
+      scratch at any relatedness level.
+    * **unrelated source**: at the farthest level (shift >= :data:`~mtl_tl.study.design.UNRELATED_SHIFT`), no
+      pretrain-then-adapt method (:data:`~mtl_tl.study.design.PRETRAINED_METHODS`) beats scratch at any k;
+      where scratch beats fine-tuning (``transfer``), the rule names it negative transfer.
+    * **need both tasks**: in every cell, neither ``transfer`` nor ``sequential`` (the
+      ones present) beats joint training's source accuracy, and joint beats at least one
+      of them (a near target domain may leave one of them little to forget).
+    * **multi-task wins the target**: the cells where ``joint`` is the winner and beats
+      the runner-up.
+
+    Args:
+        summary: a study's summary (see :func:`decision_map`), with the metric
+            ``target_accuracy`` and, for the "need both tasks" rule, ``source_accuracy``.
+        include_unsupported: also return the candidates the numbers do not support
+            (``supported`` False), with the reason in ``evidence``.
+
+    Returns:
+        A table with columns ``rule``, ``situation``, ``advice``, ``evidence``,
+        ``supported``; by default only the supported rules.
+    """
+    summary = _check_summary(summary)
+    cells = _cells(summary, "target_accuracy")
+    methods = set(summary["method"])
+    ks = sorted({key[2] for key, _ in cells})
+    levels = sorted({(key[1], key[0]) for key, _ in cells})  # (shift, name), near to far
+    by_key = {key: cell for key, cell in cells}
+    found: list[dict[str, Any]] = []
+
+    def add(rule: str, situation: str, advice: str, evidence: str, supported: bool) -> None:
+        found.append({"rule": rule, "situation": situation, "advice": advice,
+                      "evidence": evidence, "supported": bool(supported)})
+
+    def cell(shift: float, name: str, k: int) -> pd.DataFrame | None:
+        return by_key.get((name, shift, k))
+
+    # 1. Few labels and a related source: use the source.
+    k0 = ks[0]
+    related = [(s, n) for s, n in levels if s < UNRELATED_SHIFT]
+    holds, evidence = [], []
+    if "scratch" in methods and related:
+        for shift, name in related:
+            c = cell(shift, name, k0)
+            if c is None or "scratch" not in c.index:
+                continue
+            winner = max(c.index, key=lambda m: (c.loc[m, "mean"], -METHODS.index(m)))
+            if winner in SOURCE_METHODS and _beats(c, winner, "scratch"):
+                holds.append((name, winner))
+                evidence.append(f"{name}: {_fmt(c, winner)} vs {_fmt(c, 'scratch')}")
+        nearest_ok = bool(holds) and holds[0][0] == related[0][1]
+        winners = sorted({w for _, w in holds}, key=METHODS.index)
+        add("few labels, related source",
+            f"few target labels (k = {k0} per class) and a related source "
+            f"({', '.join(n for n, _ in holds) or related[0][1]})",
+            f"use the source: {' or '.join(winners) if winners else 'a method that uses the source'} "
+            "beats training from scratch",
+            "; ".join(evidence) if nearest_ok else
+            f"at k = {k0} and the nearest level {related[0][1]!r} no method that uses the source beats scratch",
+            nearest_ok)
+
+    # 2. Many labels: scratch is enough.
+    k1 = ks[-1]
+    if "scratch" in methods and k1 > k0:
+        ok, evidence = True, []
+        for shift, name in levels:
+            c = cell(shift, name, k1)
+            if c is None or "scratch" not in c.index:
+                ok = False
+                continue
+            best = max(c.index, key=lambda m: (c.loc[m, "mean"], -METHODS.index(m)))
+            beaten = best != "scratch" and _beats(c, best, "scratch")
+            ok &= not beaten and int(c.loc["scratch", "n"]) >= MIN_SEEDS
+            evidence.append(f"{name}: {_fmt(c, 'scratch')}, best {_fmt(c, best)}")
+        add("many labels", f"many target labels (k = {k1} per class)",
+            "scratch is enough: no method beats training from scratch by more than the seeds' spread",
+            "; ".join(evidence), ok)
+
+    # 3. Unrelated source: don't transfer.
+    far_shift, far_name = levels[-1]
+    pre = [m for m in PRETRAINED_METHODS if m in methods]
+    if "scratch" in methods and pre and far_shift >= UNRELATED_SHIFT:
+        ok, evidence, negative = True, [], []
+        for k in ks:
+            c = cell(far_shift, far_name, k)
+            if c is None or "scratch" not in c.index:
+                ok = False
+                continue
+            present = [m for m in pre if m in c.index]
+            ok &= int(c.loc["scratch", "n"]) >= MIN_SEEDS and not any(_beats(c, m, "scratch") for m in present)
+            if "transfer" in c.index and _beats(c, "scratch", "transfer"):
+                negative.append(k)
+            evidence.append(f"k = {k}: {_fmt(c, 'scratch')}; " + ", ".join(_fmt(c, m) for m in present))
+        advice = "don't transfer: pretraining on this source and adapting gains nothing over scratch"
+        if negative:
+            advice += f"; fine-tuning from it even hurts (negative transfer) at k = {', '.join(map(str, negative))}"
+        add("unrelated source", f"an unrelated source ({far_name}, shift {far_shift:g})", advice,
+            "; ".join(evidence), ok)
+
+    # 4. Need both tasks afterwards: joint keeps the source.
+    forgetful = [m for m in ("transfer", "sequential") if m in methods]
+    has_source = "source_accuracy" in set(summary["metric"])
+    if "joint" in methods and forgetful and has_source:
+        source_cells = dict(_cells(summary, "source_accuracy"))
+        ok = bool(source_cells)
+        for key, c in source_cells.items():
+            present = [m for m in forgetful if m in c.index]
+            if "joint" not in c.index or not present:
+                ok = False
+                continue
+            # Joint must never lose the source to a forgetful method, and keep it better than one.
+            ok &= not any(_beats(c, m, "joint") for m in present) and any(_beats(c, "joint", m) for m in present)
+        ranges = []
+        for m in ["joint", *forgetful]:
+            means = [float(c.loc[m, "mean"]) for c in source_cells.values() if m in c.index]
+            if means:
+                ranges.append(f"{m} {min(means):.2f} to {max(means):.2f}")
+        keeper = " (feature extraction also keeps it, with its trunk frozen)" if "feature_extraction" in methods else ""
+        add("need both tasks", "the source task must still work after training",
+            f"train jointly (multi-task, eq. 3.2): it keeps the source task, while {' and '.join(forgetful)} "
+            f"forget it{keeper}",
+            "source accuracy after training, lowest to highest cell mean: " + "; ".join(ranges), ok)
+
+    # 5. Where multi-task learning wins the target outright.
+    if "joint" in methods:
+        wins = []
+        for (name, shift, k), c in cells:
+            if "joint" not in c.index or len(c) < 2:
+                continue
+            ranked = sorted(c.index, key=lambda m: (-c.loc[m, "mean"], METHODS.index(m)))
+            if ranked[0] == "joint" and _beats(c, "joint", ranked[1]):
+                wins.append(f"{name}, k = {k} ({_fmt(c, 'joint')} vs {_fmt(c, ranked[1])})")
+        add("multi-task wins the target", "cells where joint training is best on the target: "
+            + ("; ".join(w.split(" (")[0] for w in wins) if wins else "none"),
+            "train jointly there, even if only the target matters",
+            "; ".join(wins) if wins else "joint is never the clear winner on the target", bool(wins))
+
+    table = pd.DataFrame(found, columns=["rule", "situation", "advice", "evidence", "supported"])
+    if not include_unsupported:
+        table = table[table["supported"]].reset_index(drop=True)
+    return table
+
+
+def rules_markdown(rules: pd.DataFrame) -> str:
+    """The rules as a Markdown table (what the command line writes to ``rules.md``)."""
+    check_type("rules", rules, pd.DataFrame)
+    if rules.empty:
+        return ("No rule of thumb is supported by these results: no difference exceeds the seeds' "
+                f"spread (or fewer than {MIN_SEEDS} seeds were run).\n")
+    lines = ["| situation | advice | evidence (mean ± std over seeds) |", "|---|---|---|"]
+    for _, r in rules.iterrows():
+        lines.append(f"| {r['situation']} | {r['advice']} | {r['evidence']} |")
+    return "\n".join(lines) + "\n"
