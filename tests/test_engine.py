@@ -170,3 +170,52 @@ def test_evaluate_every_and_cached_features(digits8):
     head_task = Task("cached", linear_head(16, 10), train=train, test=test)
     fit(nn.Identity(), head_task, epochs=10, lr=1e-2, device="cpu")
     assert evaluate(nn.Identity(), head_task)["cached"]["metric"] > 0.5
+
+
+def _two_streams(digits8, norm: str):
+    """Two tasks with different data objects (two streams): digits, and the same digits inverted."""
+    train, test = digits8
+    inverted = TensorData(1.0 - train.x, train.y % 2)
+    seed_everything(0)
+    trunk = SmallCNN(1, 8, 2, norm=norm)
+    return trunk, [Task("digit", linear_head(16, 10), train=train, test=test),
+                   Task("odd_inverted", linear_head(16, 2), train=inverted)]
+
+
+def test_one_trunk_pass_is_the_same_training_without_batch_norm(digits8):
+    frames = []
+    for one_pass in (False, True):
+        trunk, tasks = _two_streams(digits8, norm="none")
+        frames.append(fit(trunk, tasks, epochs=2, device="cpu", one_trunk_pass=one_pass).to_frame())
+    # The concatenated pass computes the same functions, so only float rounding may differ.
+    assert frames[0][["epoch", "split", "task"]].equals(frames[1][["epoch", "split", "task"]])
+    assert torch.allclose(torch.tensor(frames[0]["loss"].values), torch.tensor(frames[1]["loss"].values), atol=1e-4)
+
+
+def test_one_trunk_pass_normalises_the_streams_together(digits8):
+    from mtl_tl.data import TensorLoader
+
+    running = {}
+    for one_pass in (False, True):
+        trunk, tasks = _two_streams(digits8, norm="batch")
+        conv = trunk.features.block1[0]
+        with torch.no_grad():  # the first batch of each stream, as fit draws them (seed + stream)
+            a, b = (conv(next(iter(TensorLoader(t.train, 64, seed=i)))[0]) for i, t in enumerate(tasks))
+        fit(trunk, tasks, epochs=1, steps_per_epoch=1, device="cpu", one_trunk_pass=one_pass)
+        running[one_pass] = trunk.features.block1[1].running_mean
+    mean = lambda h: h.mean(dim=(0, 2, 3))  # noqa: E731
+    # BatchNorm's running mean starts at 0 and moves by momentum 0.1 per forward pass.
+    assert torch.allclose(running[False], 0.9 * 0.1 * mean(a) + 0.1 * mean(b), atol=1e-5)
+    assert torch.allclose(running[True], 0.1 * mean(torch.cat([a, b])), atol=1e-5)
+
+
+def test_one_trunk_pass_needs_one_input_shape(digits8):
+    train, _ = digits8
+    seed_everything(0)
+    trunk = SmallCNN(1, 8, 2)
+    small = load_digits(16, seed=0)[0]
+    tasks = [Task("a", linear_head(16, 10), train=train), Task("b", linear_head(16, 10), train=small)]
+    with pytest.raises(ValueError, match=r"needs every task's inputs in the same shape"):
+        fit(trunk, tasks, epochs=1, device="cpu", one_trunk_pass=True)
+    with pytest.raises(TypeError, match="one_trunk_pass"):
+        fit(trunk, tasks, epochs=1, device="cpu", one_trunk_pass="yes")

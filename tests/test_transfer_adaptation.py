@@ -246,3 +246,23 @@ def test_train_coral_bad_input(shifted_digits):
         train_coral(trunk, loader_task, target_x, weight=1.0, epochs=1)
     with pytest.raises(ValueError, match="source_task is named 'coral'"):
         train_coral(trunk, Task(CORAL_TASK, linear_head(16, 10), train=source), target_x, weight=1.0, epochs=1)
+
+
+def test_train_dann_passes_one_trunk_pass_to_the_engine(monkeypatch):
+    import mtl_tl.transfer as transfer
+
+    seen = {}
+    real_fit = transfer.fit
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "fit", spy)
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 8, 8)
+    trunk = SmallCNN(1, 4, 2)
+    task = Task("digit", linear_head(trunk.out_features, 2), train=TensorData(x, torch.arange(32) % 2))
+    history = transfer.train_dann(trunk, task, torch.rand(16, 1, 8, 8), epochs=1, batch_size=16,
+                                  device="cpu", one_trunk_pass=True)
+    assert seen["one_trunk_pass"] is True and "domain" in {r["task"] for r in history.records}

@@ -272,6 +272,7 @@ def fit(
     checkpoint: str | Path | None = None,
     progress: bool | None = None,
     on_epoch_end: Callable[[int, History], None] | None = None,
+    one_trunk_pass: bool = False,
 ) -> History:
     """Train ``trunk`` and the tasks' heads jointly; the loop behind every chapter.
 
@@ -297,6 +298,11 @@ def fit(
         checkpoint: save the trained network here at the end (rank 0 only).
         progress: show a progress bar; default: yes, except under tests and CI.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
+        one_trunk_pass: run the batches of all training streams (tasks with different
+            data) through the trunk as one concatenated batch, as DDP always does. Batch
+            norm then normalises them together: DANN's source and target images share
+            their statistics, as in the paper. The default, one pass per stream, keeps
+            each data set's statistics apart. All streams' inputs need the same shape.
 
     Returns:
         The :class:`History` of training and test loss and metric per task and epoch.
@@ -312,6 +318,7 @@ def fit(
         clip_grad_norm = check_float("clip_grad_norm", clip_grad_norm, min_value=0.0, strict_min=True)
     strategy = LossStrategy() if strategy is None else strategy
     check_type("strategy", strategy, LossStrategy)
+    check_type("one_trunk_pass", one_trunk_pass, bool)
     device = get_device(device)
     if amp and device.type != "cuda":
         raise ValueError(f"amp=True needs a CUDA device, but training runs on {device}; use amp=False")
@@ -364,7 +371,7 @@ def fit(
             strategy.set_progress(((epoch - 1) * steps + step) / (epochs * steps))
             batches = [s.next() for s in streams]
             with autocast:
-                outputs = _forward(model, [b[0] for b in batches], ctx)
+                outputs = _forward(model, [b[0] for b in batches], one_pass=one_trunk_pass or ctx.enabled)
             losses: dict[str, torch.Tensor] = {}
             for stream, (x, y), out in zip(streams, batches, outputs):
                 history.examples += len(x) * len(stream.tasks) * ctx.world_size
@@ -403,15 +410,19 @@ def fit(
     return history
 
 
-def _forward(model: nn.Module, xs: list[torch.Tensor], ctx) -> list[dict[str, torch.Tensor]]:
-    """Head outputs for each stream's batch, from as few trunk passes as possible."""
-    if len(xs) == 1 or not ctx.enabled:
+def _forward(model: nn.Module, xs: list[torch.Tensor], *, one_pass: bool) -> list[dict[str, torch.Tensor]]:
+    """Head outputs for each stream's batch: one trunk pass per stream, or one for all."""
+    if len(xs) == 1 or not one_pass:
         # One pass per stream: each batch-norm layer sees one data set's statistics, so
         # a task weighted 0 leaves the others' updates exactly as if it were absent.
         return [model(x) for x in xs]
     if len({tuple(x.shape[1:]) for x in xs}) != 1:
-        raise ValueError("under DDP all tasks' images must have the same shape (one trunk pass per step)")
-    # DDP expects one forward per backward: run the concatenated batches at once.
+        shapes = sorted({tuple(x.shape[1:]) for x in xs})
+        raise ValueError(
+            f"one trunk pass (one_trunk_pass=True, or DDP) needs every task's inputs in the same "
+            f"shape, got {shapes}; resize them, or use one pass per stream outside DDP"
+        )
+    # DDP expects one forward per backward, and batch norm then sees all streams together.
     out = model(torch.cat(xs))
     sizes = [len(x) for x in xs]
     parts = {name: value.split(sizes) for name, value in out.items()}

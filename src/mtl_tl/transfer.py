@@ -399,7 +399,9 @@ def train_dann(
     **Batch norm.** With batch norm in the trunk, the source batch and the mixed-domain
     batch pass through the trunk separately, each normalised with its own statistics,
     and the running statistics used at test time blend the domains; chapter 5 found
-    DANN unstable that way. Prefer ``SmallCNN(norm="group")`` (or ``"none"``) for the trunk.
+    DANN unstable that way. Prefer ``SmallCNN(norm="group")`` (or ``"none"``) for the
+    trunk; with batch norm, pass ``one_trunk_pass=True`` (an argument of ``fit``) so
+    that both batches are normalised together, as in the paper.
 
     Args:
         trunk: feature extractor ``(N, C, H, W) -> (N, D)``; trained in place.
