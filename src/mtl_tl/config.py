@@ -37,7 +37,10 @@ __all__ = [
 ]
 
 PROFILES = ("quick", "full")
+"""The profiles every notebook runs in (``MTL_TL_PROFILE``)."""
+
 DEVICES = ("cpu", "cuda", "mps")
+"""The device types :func:`get_device` accepts (``MTL_TL_DEVICE``)."""
 
 
 def get_profile(profile: str | None = None) -> str:

@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("equal", "fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+"""The strategy names :func:`make_strategy` and :func:`train_jointly` accept."""
 
 
 # -------------------------------------------------------------------------- factory

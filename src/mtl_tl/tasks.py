@@ -40,7 +40,10 @@ def negative_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, LossFn] = {"cross_entropy": F.cross_entropy, "mse": _mse}
+"""The losses a :class:`Task` names by string; any callable ``(output, target) -> scalar`` also works."""
+
 METRICS: dict[str, MetricFn] = {"accuracy": accuracy, "neg_mse": negative_mse}
+"""The metrics a :class:`Task` names by string (higher is better for each)."""
 
 Data = Union[TensorData, Iterable[Any]]
 

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 TASK_KINDS = ("classification", "regression")
+"""The task kinds of :class:`UncertaintyWeighting`, which set its factor ``c_i`` (1 or 1/2)."""
 
 
 def _check_losses(losses: Any) -> dict[str, torch.Tensor]:
