@@ -56,11 +56,12 @@ class LossStrategy(nn.Module):
     The base class is the weighted sum ``sum_i w_i L_i`` (the book's loss-scale
     convention is a *sum* over tasks, as in the article's eq. 3.2, never a mean), with
     ``w_i = 1`` unless ``weights`` says otherwise. Subclasses in
-    :mod:`mtl_tl.multitask` learn the weights or edit the gradients.
+    :mod:`mtl_tl.weighting` learn the weights; those in :mod:`mtl_tl.gradient_surgery`
+    edit the gradients.
 
     Subclasses override :meth:`backward`. A strategy that holds parameters (e.g.
-    uncertainty weighting's log-variances) is an ``nn.Module``: the engine adds its
-    parameters to the optimizer.
+    uncertainty weighting's log-variances) is an ``nn.Module``: the engine adds them
+    to the optimizer through :meth:`param_groups`.
     """
 
     #: True when the strategy needs each task's gradient separately (PCGrad, GradNorm);
