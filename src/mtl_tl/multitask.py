@@ -48,12 +48,21 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import gradient_surgery, weighting
 from ._checks import check_choice, check_int, check_type
 from .engine import History, LossStrategy, evaluate, fit
-from .gradient_surgery import ConflictMonitor, PCGrad, gradient_cosine, pcgrad_combine
+from .gradient_surgery import ConflictMonitor, PCGrad, gradient_cosine, pcgrad_combine  # noqa: F401 (re-exported)
 from .models import MultiTaskNet
 from .tasks import Task, check_tasks
-from .weighting import DWA, TASK_KINDS, EqualWeighting, FixedWeights, GradNorm, UncertaintyWeighting, dwa_weights
+from .weighting import (  # noqa: F401 (re-exported)
+    DWA,
+    TASK_KINDS,
+    EqualWeighting,
+    FixedWeights,
+    GradNorm,
+    UncertaintyWeighting,
+    dwa_weights,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,21 +70,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Task",
     "STRATEGIES",
-    "TASK_KINDS",
-    "EqualWeighting",
-    "FixedWeights",
-    "UncertaintyWeighting",
-    "GradNorm",
-    "DWA",
-    "PCGrad",
-    "ConflictMonitor",
     "make_strategy",
-    "dwa_weights",
-    "pcgrad_combine",
-    "gradient_cosine",
     "train_jointly",
     "train_sequentially",
     "SequentialResult",
+    # Re-exported, so that `from mtl_tl.multitask import PCGrad` works as the chapters use it.
+    *weighting.__all__,
+    *gradient_surgery.__all__,
 ]
 
 STRATEGIES = ("equal", "fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
