@@ -7,9 +7,9 @@ learning", NeurIPS 2020) projects each task gradient off the ones it conflicts w
 This module also measures the conflict: :func:`gradient_cosine` for one step,
 :class:`ConflictMonitor` for every step of a run, logged as ``cos/<a>|<b>``.
 
-Both need one backward pass per task on the shared parameters, so they cost about
-``T`` times the backward of equal weighting in the trunk (``benchmarks/``) and do not
-run under DDP.
+Both need one backward pass per task on the shared parameters, which makes a step
+dearer than equal weighting's (``benchmarks/RESULTS.md`` measures by how much), and
+neither runs under DDP.
 """
 
 from __future__ import annotations

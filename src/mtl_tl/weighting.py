@@ -63,7 +63,6 @@ def _check_same_tasks(what: str, expected: Sequence[str], losses: Mapping[str, A
         )
 
 
-
 class EqualWeighting(LossStrategy):
     """Eq. 3.2 as written: the plain sum ``sum_i L_i``, every weight 1 (chapter 3).
 
