@@ -52,7 +52,7 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 	SCREENSHOTS=$(CURDIR)/_build/screenshots $(PY) -m pytest tests/browser -q
 	@echo "Screenshots in $(CURDIR)/_build/screenshots"
 
-test: unit notebooks site browser ## Set up, then unit tests, every notebook, a warning-free site build, the browser test
+test: unit notebooks site student browser ## Set up, then unit tests, every notebook, a warning-free site build, the student site, the browser test
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
@@ -69,6 +69,7 @@ student: $(STAMP) ## Student edition: notebooks without solutions, and a site wi
 	$(PY) scripts/make_student.py notebooks _build/student/notebooks
 	$(PY) scripts/make_student.py config _build/student/_config.yml
 	$(VENV)/bin/jupyter-book build . --config _build/student/_config.yml --path-output _build/student -n -W --keep-going
+	$(PY) scripts/make_student.py check _build/student/_build/html
 	@echo "Student notebooks: $(CURDIR)/_build/student/notebooks; student site: $(CURDIR)/_build/student/_build/html/index.html"
 
 clean: ## Remove the built site and caches (keeps .venv)

@@ -2,8 +2,10 @@
 
     python scripts/make_student.py notebooks OUT_DIR   # copies of the toc's pages, solutions removed
     python scripts/make_student.py config OUT_FILE     # _config.yml with hide_solutions: true
+    python scripts/make_student.py check HTML_DIR      # fail if a built page shows a solution
 
-`make student` runs both and builds the student site into _build/student/html.
+`make student` runs the first two, builds the student site into _build/student/_build/html
+and checks it.
 What is removed: every sphinx-exercise ``solution`` block (``:::{solution}`` or
 ```` ```{solution} ````) in markdown, and the body of every code cell tagged
 ``solution`` (a coding exercise's reference answer), which becomes a short stub that
@@ -99,6 +101,10 @@ def student_config(out: Path) -> Path:
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = f"{config['title']} (student edition)"
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
+    # The config file lives elsewhere, and jupyter-book resolves local extensions
+    # relative to it: point them at the repository's own folders.
+    local = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in local.items()}
     # Same notebooks, same code: reuse the teacher's site's execution cache.
     config.setdefault("execute", {})["cache"] = str(ROOT / "_build" / ".jupyter_cache")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,11 +112,25 @@ def student_config(out: Path) -> Path:
     return out
 
 
+def check_site(html_dir: Path) -> list[Path]:
+    """The student site's pages; raises if one still shows a solution or a coding answer."""
+    pages = sorted(html_dir.rglob("*.html"))
+    if not pages:
+        raise SystemExit(f"no HTML pages under {html_dir}; build the student site first (make student)")
+    leaks = [p for p in pages if re.search(r'class="[^"]*(tag_solution|solution dropdown)', p.read_text(errors="ignore"))]
+    if leaks:
+        raise SystemExit("the student site still shows solutions in: " + ", ".join(str(p) for p in leaks))
+    return pages
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("notebooks", "config"):
-        raise SystemExit("usage: make_student.py notebooks OUT_DIR | config OUT_FILE")
+    commands = ("notebooks", "config", "check")
+    if len(sys.argv) != 3 or sys.argv[1] not in commands:
+        raise SystemExit("usage: make_student.py notebooks OUT_DIR | config OUT_FILE | check HTML_DIR")
     if sys.argv[1] == "notebooks":
         files = write_notebooks(Path(sys.argv[2]))
         print(f"wrote {len(files)} student pages under {sys.argv[2]}")
-    else:
+    elif sys.argv[1] == "config":
         print(f"wrote {student_config(Path(sys.argv[2]))}")
+    else:
+        print(f"checked {len(check_site(Path(sys.argv[2])))} student pages: no solution shown")

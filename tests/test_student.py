@@ -74,19 +74,55 @@ def test_student_config_hides_solutions(tmp_path):
     assert config["title"].endswith("(student edition)")
     assert config["sphinx"]["extra_extensions"] == yaml.safe_load((ROOT / "_config.yml").read_text())[
         "sphinx"]["extra_extensions"]
+    # The config is written elsewhere, so its local extensions must not be relative paths.
+    local = config["sphinx"]["local_extensions"]
+    assert "student_edition" in local and all(Path(p).is_absolute() and Path(p).is_dir() for p in local.values())
 
 
 def test_student_site_hides_solutions(tmp_path):
     (tmp_path / "page.md").write_text(PAGE.replace("\n```{solution} ex-demo\nAnother SECRET-BACKTICK answer.\n```\n",
                                                    ""))
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
-    (tmp_path / "_config.yml").write_text(yaml.safe_dump({
-        "title": "t", "execute": {"execute_notebooks": "off"},
-        "sphinx": {"extra_extensions": ["sphinx_exercise"], "config": {"hide_solutions": True}},
-        "parse": {"myst_enable_extensions": ["colon_fence"]},
-    }))
-    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    done = subprocess.run([jb, "build", str(tmp_path), "-W"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:]
-    html = (tmp_path / "_build" / "html" / "page.html").read_text()
-    assert "What is 2 + 2?" in html and "FOUR-SECRET" not in html
+    answer = nbformat.v4.new_code_cell("answer = 'CODE-SECRET'", metadata={"tags": ["solution"]})
+    check = nbformat.v4.new_code_cell("assert answer")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Coding"), answer, check])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "coding.ipynb")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\nchapters:\n  - file: coding\n")
+    for hide in (False, True):
+        (tmp_path / "_config.yml").write_text(yaml.safe_dump({
+            "title": "t", "execute": {"execute_notebooks": "off"},
+            "sphinx": {"extra_extensions": ["sphinx_exercise"], "config": {"hide_solutions": hide},
+                       "local_extensions": {"student_edition": str(ROOT / "book" / "_ext")}},
+            "parse": {"myst_enable_extensions": ["colon_fence"]},
+        }))
+        jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
+        done = subprocess.run([jb, "build", str(tmp_path), "-W", "--all"], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:]
+        html = (tmp_path / "_build" / "html" / "page.html").read_text()
+        coding = (tmp_path / "_build" / "html" / "coding.html").read_text()
+        assert "What is 2 + 2?" in html and "assert</span>" in coding  # the self-check cell stays
+        # The teacher's site shows both answers; the student's site neither.
+        assert ("FOUR-SECRET" in html) is (not hide) and ("CODE-SECRET" in coding) is (not hide)
+        assert ("not shown in the student edition" in coding) is hide
+    assert make_student.check_site(tmp_path / "_build" / "html")
+
+
+def test_check_site_finds_a_leaked_solution(tmp_path):
+    (tmp_path / "ok.html").write_text('<div class="cell docutils container">x</div>')
+    assert make_student.check_site(tmp_path) == [tmp_path / "ok.html"]
+    (tmp_path / "leak.html").write_text('<div class="cell tag_solution docutils container">answer</div>')
+    try:
+        make_student.check_site(tmp_path)
+    except SystemExit as stop:
+        assert "leak.html" in str(stop)
+    else:
+        raise AssertionError("check_site missed the solution cell")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    try:
+        make_student.check_site(empty)
+    except SystemExit as stop:
+        assert "no HTML pages" in str(stop)
+    else:
+        raise AssertionError("check_site accepted an empty folder")
