@@ -310,19 +310,19 @@ def bench_gpu(tiny: bool, device: str = "cuda") -> list[dict]:
     data = TensorData(data.x, data.y["shape"])
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     configs = ((False, False), (True, False), (True, True)) if device == "cuda" else ((False, False), (False, True))
+    # CUDA runs asynchronously: wait for the device before reading the clock.
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for amp, channels_last in configs:
         seed_everything(0)
         trunk = resnet18_trunk(weights=None)
         task = Task("shape", linear_head(512, int(data.y.max()) + 1), train=data)
         fit(trunk, task, epochs=1, steps_per_epoch=warmup, batch_size=batch, device=device, amp=amp,
             channels_last=channels_last, progress=False)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         history = fit(trunk, task, epochs=1, batch_size=batch, device=device, amp=amp,
                       channels_last=channels_last, progress=False)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         seconds = time.perf_counter() - start
         out.append(figure(f"gpu_resnet18_images_per_s_amp{int(amp)}_cl{int(channels_last)}",
                           history.examples / seconds, "reported", True, images=history.examples,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,17 +113,9 @@ def test_check_site_finds_a_leaked_solution(tmp_path):
     (tmp_path / "ok.html").write_text('<div class="cell docutils container">x</div>')
     assert make_student.check_site(tmp_path) == [tmp_path / "ok.html"]
     (tmp_path / "leak.html").write_text('<div class="cell tag_solution docutils container">answer</div>')
-    try:
+    with pytest.raises(SystemExit, match="leak.html"):
         make_student.check_site(tmp_path)
-    except SystemExit as stop:
-        assert "leak.html" in str(stop)
-    else:
-        raise AssertionError("check_site missed the solution cell")
     empty = tmp_path / "empty"
     empty.mkdir()
-    try:
+    with pytest.raises(SystemExit, match="no HTML pages"):
         make_student.check_site(empty)
-    except SystemExit as stop:
-        assert "no HTML pages" in str(stop)
-    else:
-        raise AssertionError("check_site accepted an empty folder")
