@@ -36,7 +36,7 @@ os.environ.setdefault("MTL_TL_QUIET", "1")
 
 from mtl_tl.config import seed_everything  # noqa: E402
 from mtl_tl.data import TensorData, TensorLoader, load_digits  # noqa: E402
-from mtl_tl.engine import fit  # noqa: E402
+from mtl_tl.engine import FitOptions, fit  # noqa: E402
 from mtl_tl.models import SmallCNN, count_parameters, linear_head  # noqa: E402
 from mtl_tl.multitask import make_strategy  # noqa: E402
 from mtl_tl.synthetic import make_shapes  # noqa: E402
@@ -316,12 +316,12 @@ def bench_gpu(tiny: bool, device: str = "cuda") -> list[dict]:
         seed_everything(0)
         trunk = resnet18_trunk(weights=None)
         task = Task("shape", linear_head(512, int(data.y.max()) + 1), train=data)
-        fit(trunk, task, epochs=1, steps_per_epoch=warmup, batch_size=batch, device=device, amp=amp,
-            channels_last=channels_last, progress=False)
+        options = FitOptions(amp=amp, channels_last=channels_last)
+        fit(trunk, task, epochs=1, steps_per_epoch=warmup, batch_size=batch, device=device, options=options,
+            progress=False)
         sync()
         start = time.perf_counter()
-        history = fit(trunk, task, epochs=1, batch_size=batch, device=device, amp=amp,
-                      channels_last=channels_last, progress=False)
+        history = fit(trunk, task, epochs=1, batch_size=batch, device=device, options=options, progress=False)
         sync()
         seconds = time.perf_counter() - start
         out.append(figure(f"gpu_resnet18_images_per_s_amp{int(amp)}_cl{int(channels_last)}",

@@ -13,7 +13,7 @@ import torch
 
 from mtl_tl.config import seed_everything
 from mtl_tl.data import load_digits
-from mtl_tl.engine import fit
+from mtl_tl.engine import FitOptions, fit
 from mtl_tl.models import SmallCNN, linear_head
 from mtl_tl.tasks import Task
 
@@ -29,7 +29,7 @@ seed_everything(0)
 trunk = SmallCNN(1, 8, 2, norm="group")  # batch-size independent, unlike batch norm
 task = Task("digit", linear_head(trunk.out_features, 10), train=train, test=test)
 history = fit(trunk, task, epochs=2, lr=3e-3, batch_size=GLOBAL_BATCH // world_size, device="cpu",
-              checkpoint=out / f"ckpt-{world_size}.pt")
+              options=FitOptions(checkpoint=out / f"ckpt-{world_size}.pt"))
 weights = torch.cat([p.detach().flatten() for p in list(trunk.parameters()) + list(task.head.parameters())])
 (out / f"result-{world_size}-rank{rank}.json").write_text(json.dumps({
     "records": history.records, "weights": weights.tolist(), "examples": history.examples,

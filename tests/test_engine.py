@@ -3,9 +3,21 @@ import torch
 from torch import nn
 
 from mtl_tl.config import seed_everything
-from mtl_tl.data import TensorData, class_split, load_digits
-from mtl_tl.engine import History, LossStrategy, evaluate, extract_features, fit, load_checkpoint, predict, save_checkpoint
+from mtl_tl.data import TensorData, TensorLoader, class_split, load_digits
+from mtl_tl.engine import (
+    FitOptions,
+    History,
+    LossStrategy,
+    evaluate,
+    extract_features,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+    train_step,
+)
 from mtl_tl.models import MultiTaskNet, SmallCNN, linear_head
+from mtl_tl.streams import BatchStream, group_by_data
 from mtl_tl.tasks import Task
 
 
@@ -82,7 +94,7 @@ def test_evaluate_and_predict_agree(digits8):
 
 def test_checkpoint_round_trip_and_wrong_keys(tmp_path, digits8):
     trunk, task = _task(*digits8)
-    fit(trunk, task, epochs=1, device="cpu", checkpoint=tmp_path / "ckpt.pt")
+    fit(trunk, task, epochs=1, device="cpu", options=FitOptions(checkpoint=tmp_path / "ckpt.pt"))
     expected = predict(trunk, task.head, digits8[1].x)
     fresh_trunk, fresh_task = _task(*digits8)
     fresh_trunk.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
@@ -133,12 +145,47 @@ def test_fit_bad_input(digits8):
         Task("x", linear_head(16, 10), train=TensorData(train.x, train.y.float()))
     with pytest.raises(ValueError, match="no train data"):
         fit(trunk, Task("x", linear_head(16, 10)), epochs=1)
-    with pytest.raises(ValueError, match="amp=True needs a CUDA device"):
-        fit(trunk, task, epochs=1, amp=True, device="cpu")
+    with pytest.raises(ValueError, match=r"FitOptions\(amp=True\) needs a CUDA device"):
+        fit(trunk, task, epochs=1, options=FitOptions(amp=True), device="cpu")
+    with pytest.raises(TypeError, match="options must be FitOptions"):
+        fit(trunk, task, epochs=1, options={"amp": True})
     with pytest.raises(ValueError, match="optimizer='rmsprop'"):
         fit(trunk, task, epochs=1, optimizer="rmsprop")
     with pytest.raises(TypeError, match="strategy must be LossStrategy"):
         fit(trunk, task, epochs=1, strategy="equal")
+    with pytest.raises(TypeError, match="trunk must be Module"):
+        fit("a trunk", task, epochs=1, device="cpu")
+    with pytest.raises(TypeError, match="checkpoint must be str or Path"):
+        FitOptions(checkpoint=3)
+
+
+def test_tasks_data_checked_once_at_the_door(digits8):
+    train, _ = digits8
+    trunk, task = _task(train, None)
+    task.train = 5  # assigned after construction: fit's door still sees it
+    with pytest.raises(TypeError, match="task 'digit': train data must be a TensorData or an iterable"):
+        fit(trunk, task, epochs=1, device="cpu")
+    task.train = []
+    with pytest.raises(ValueError, match="task 'digit': the train data yields no batch"):
+        fit(trunk, task, epochs=1, device="cpu")
+    task.train, task.test = train, 5
+    with pytest.raises(TypeError, match="task 'digit': test data must be"):
+        fit(trunk, task, epochs=1, device="cpu")
+
+
+def test_train_step_is_the_step_fit_takes(digits8):
+    train, _ = digits8
+    batch = next(iter(TensorLoader(train, 64, seed=0)))  # fit's first batch of its only stream
+    trunk, task = _task(train, None)
+    fit(trunk, task, epochs=1, steps_per_epoch=1, lr=0.1, optimizer="sgd", clip_grad_norm=0.5, device="cpu")
+    by_hand, task_by_hand = _task(train, None)
+    net = MultiTaskNet(by_hand, {"digit": task_by_hand.head})
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    losses, metrics, logs = train_step(net, [(*batch, [task_by_hand])], optimizer, LossStrategy(),
+                                       list(by_hand.parameters()), clip_grad_norm=0.5)
+    assert set(losses) == set(metrics) == {"digit"} and logs == {"weight/digit": 1.0}
+    for mine, theirs in zip(net.parameters(), list(trunk.parameters()) + list(task.head.parameters())):
+        assert torch.equal(mine, theirs)
 
 
 def test_fit_accepts_a_dataloader(digits8):
@@ -159,8 +206,6 @@ def test_history_last_unknown_task():
 
 
 def test_evaluate_every_and_cached_features(digits8):
-    from mtl_tl.engine import extract_features
-
     trunk, task = _task(*digits8)
     history = fit(trunk, task, epochs=3, evaluate_every=3, device="cpu")
     assert [r["epoch"] for r in history.records if r["split"] == "test"] == [3]
@@ -186,22 +231,20 @@ def test_one_trunk_pass_is_the_same_training_without_batch_norm(digits8):
     frames = []
     for one_pass in (False, True):
         trunk, tasks = _two_streams(digits8, norm="none")
-        frames.append(fit(trunk, tasks, epochs=2, device="cpu", one_trunk_pass=one_pass).to_frame())
+        frames.append(fit(trunk, tasks, epochs=2, device="cpu", options=FitOptions(one_trunk_pass=one_pass)).to_frame())
     # The concatenated pass computes the same functions, so only float rounding may differ.
     assert frames[0][["epoch", "split", "task"]].equals(frames[1][["epoch", "split", "task"]])
     assert torch.allclose(torch.tensor(frames[0]["loss"].values), torch.tensor(frames[1]["loss"].values), atol=1e-4)
 
 
 def test_one_trunk_pass_normalises_the_streams_together(digits8):
-    from mtl_tl.data import TensorLoader
-
     running = {}
     for one_pass in (False, True):
         trunk, tasks = _two_streams(digits8, norm="batch")
         conv = trunk.features.block1[0]
         with torch.no_grad():  # the first batch of each stream, as fit draws them (seed + stream)
             a, b = (conv(next(iter(TensorLoader(t.train, 64, seed=i)))[0]) for i, t in enumerate(tasks))
-        fit(trunk, tasks, epochs=1, steps_per_epoch=1, device="cpu", one_trunk_pass=one_pass)
+        fit(trunk, tasks, epochs=1, steps_per_epoch=1, device="cpu", options=FitOptions(one_trunk_pass=one_pass))
         running[one_pass] = trunk.features.block1[1].running_mean
     mean = lambda h: h.mean(dim=(0, 2, 3))  # noqa: E731
     # BatchNorm's running mean starts at 0 and moves by momentum 0.1 per forward pass.
@@ -216,6 +259,17 @@ def test_one_trunk_pass_needs_one_input_shape(digits8):
     small = load_digits(16, seed=0)[0]
     tasks = [Task("a", linear_head(16, 10), train=train), Task("b", linear_head(16, 10), train=small)]
     with pytest.raises(ValueError, match=r"needs every task's inputs in the same shape"):
-        fit(trunk, tasks, epochs=1, device="cpu", one_trunk_pass=True)
-    with pytest.raises(TypeError, match="one_trunk_pass"):
-        fit(trunk, tasks, epochs=1, device="cpu", one_trunk_pass="yes")
+        fit(trunk, tasks, epochs=1, device="cpu", options=FitOptions(one_trunk_pass=True))
+    with pytest.raises(TypeError, match="one_trunk_pass must be bool"):
+        FitOptions(one_trunk_pass="yes")
+
+
+def test_a_shorter_stream_starts_a_new_pass():
+    data = TensorData(torch.arange(6.0).view(6, 1, 1, 1), torch.arange(6))
+    a, b = Task("a", linear_head(1, 6), train=data), Task("b", linear_head(1, 6), train=data)
+    (shared_data, tasks), = group_by_data([a, b], "train")
+    assert shared_data is data and tasks == [a, b]
+    stream = BatchStream(data, tasks, batch_size=4, seed=0, device=torch.device("cpu"))
+    assert stream.steps == 2
+    labels = [stream.next()[1] for _ in range(3)]
+    assert sorted(torch.cat(labels[:2]).tolist()) == list(range(6)) and len(labels[2]) == 4

@@ -10,6 +10,7 @@ from torch import nn
 
 from mtl_tl.data import TensorData
 from mtl_tl.engine import LossStrategy
+from mtl_tl.models import MultiTaskNet
 from mtl_tl.multitask import (
     DWA,
     ConflictMonitor,
@@ -67,6 +68,15 @@ class TinyNet(nn.Module):
 
 def _flat(grads) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grads])
+
+
+def _trunk() -> nn.Module:
+    """A trunk for _tasks' 4x4 images: (N, 1, 4, 4) -> (N, 4)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+
+
+def _net(trunk: nn.Module, *names: str) -> MultiTaskNet:
+    return MultiTaskNet(trunk, {n: nn.Linear(4, 1) for n in names})
 
 
 # ----------------------------------------------------------------------------- re-export
@@ -216,6 +226,14 @@ def test_conflict_monitor_logs_cosines_without_changing_gradients():
         ConflictMonitor("equal")
 
 
+def test_conflict_monitor_passes_prepare_on_to_the_wrapped_strategy():
+    monitor = ConflictMonitor(UncertaintyWeighting({"a": "classification", "b": "classification"}))
+    with pytest.raises(ValueError, match=r"set up for tasks \['a', 'b'\] but was given tasks \['a', 'c'\]"):
+        train_jointly(_trunk(), _tasks("a", "c"), strategy=monitor, epochs=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="not a trainable shared parameter"):
+        ConflictMonitor(GradNorm(layer=nn.Linear(2, 2))).prepare(_net(_trunk(), "a", "b"))
+
+
 def test_conflict_monitor_exposes_wrapped_parameters():
     base = UncertaintyWeighting({"a": "classification", "b": "regression"})
     monitor = ConflictMonitor(base)
@@ -270,8 +288,13 @@ def test_uncertainty_weighting_input_errors():
     with pytest.raises(ValueError, match="task_kinds must be a non-empty mapping"):
         UncertaintyWeighting({})
     strategy = UncertaintyWeighting({"a": "classification"})
-    with pytest.raises(ValueError, match=r"set up for tasks \['a'\] but got losses for \['b'\]"):
+    with pytest.raises(ValueError, match=r"set up for tasks \['a'\] but was given tasks \['b'\]"):
         strategy.total_loss({"b": torch.tensor(1.0)})
+    with pytest.raises(ValueError, match=r"set up for tasks \['a'\] but was given tasks \['a', 'b'\]"):
+        strategy.weights(["a", "b"])
+    # fit checks the tasks once, before the first step, through prepare.
+    with pytest.raises(ValueError, match=r"set up for tasks \['a'\] but was given tasks \['a', 'b'\]"):
+        train_jointly(_trunk(), _tasks("a", "b"), strategy=strategy, epochs=1, device="cpu", progress=False)
 
 
 # ------------------------------------------------------------------------- fixed, equal
@@ -296,8 +319,9 @@ def test_fixed_weights_input_errors():
         FixedWeights({"a": 0.0, "b": 0})
     with pytest.raises(ValueError, match="weights must be a non-empty mapping"):
         FixedWeights({})
-    with pytest.raises(ValueError, match=r"no entry for task\(s\) \['b'\]"):
-        FixedWeights({"a": 1.0}).backward({"a": torch.tensor(1.0), "b": torch.tensor(1.0)}, [])
+    with pytest.raises(ValueError, match=r"no entry for task\(s\) \['b'\]; weights given: \['a'\]"):
+        train_jointly(_trunk(), _tasks("a", "b"), strategy=FixedWeights({"a": 1.0}), epochs=1, device="cpu",
+                      progress=False)
 
 
 # --------------------------------------------------------------------------------- DWA
@@ -336,6 +360,13 @@ def test_dwa_large_temperature_gives_equal_weights():
 def test_dwa_input_errors():
     with pytest.raises(ValueError, match="temperature must be > 0.0, got 0.0"):
         DWA(temperature=0)
+    strategy = DWA()
+    strategy.on_epoch_end({"a": 1.0, "b": 2.0})
+    strategy.on_epoch_end({"a": 0.5, "b": 1.8})
+    with pytest.raises(ValueError, match=r"DWA was set up for tasks \['a', 'b'\] but was given tasks \['a'\]"):
+        strategy.weights(["a"])
+    with pytest.raises(ValueError, match=r"DWA was set up for tasks \['a', 'b'\] but was given tasks \['a', 'c'\]"):
+        strategy.prepare(_net(_trunk(), "a", "c"))
     with pytest.raises(TypeError, match="loss_history must be a list"):
         dwa_weights({"a": 1.0}, 2.0)
     with pytest.raises(ValueError, match=r"loss_history\[-1\]\['a'\] must be >= 0"):
@@ -387,6 +418,16 @@ def test_gradnorm_weights_are_not_parameters():
     assert "task_weights" in dict(strategy.named_buffers())
 
 
+def test_gradnorm_layer_stays_the_trunks():
+    # The chosen layer is the trunk's: the engine's optimizer must see it once, not twice.
+    trunk = _trunk()
+    for layer in (trunk[1], trunk[1].weight):
+        strategy = GradNorm(layer=layer)
+        assert list(strategy.parameters()) == [] and strategy.layer is layer
+        history = train_jointly(trunk, _tasks("a", "b"), strategy=strategy, epochs=1, device="cpu", progress=False)
+        assert {"gradnorm/a", "gradnorm/b"} <= set(history.logs_frame().key)
+
+
 def test_gradnorm_default_layer_is_last_shared_matrix():
     trunk = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5))
     shared = list(trunk.parameters())
@@ -396,6 +437,9 @@ def test_gradnorm_default_layer_is_last_shared_matrix():
         GradNorm(layer=nn.Linear(2, 2)).shared_layer(shared)
     with pytest.raises(ValueError, match="no shared parameter with ndim > 1"):
         GradNorm().shared_layer([trunk[0].bias])
+    # fit checks the layer once, before the first step, through prepare.
+    with pytest.raises(ValueError, match="not a trainable shared parameter"):
+        GradNorm(layer=nn.Linear(2, 2)).prepare(MultiTaskNet(trunk, {"a": nn.Linear(5, 1)}))
 
 
 def test_gradnorm_input_errors():
@@ -414,9 +458,8 @@ def test_gradnorm_refuses_other_tasks_later():
     strategy = GradNorm()
     h = trunk(torch.randn(4, 3))
     strategy.backward({"a": h.mean(), "b": h.pow(2).mean()}, list(trunk.parameters()))
-    h = trunk(torch.randn(4, 3))
-    with pytest.raises(ValueError, match=r"set up for tasks \['a', 'b'\] but got losses for \['a', 'c'\]"):
-        strategy.backward({"a": h.mean(), "c": h.pow(2).mean()}, list(trunk.parameters()))
+    with pytest.raises(ValueError, match=r"set up for tasks \['a', 'b'\] but was given tasks \['a', 'c'\]"):
+        strategy.prepare(MultiTaskNet(trunk, {"a": nn.Linear(4, 1), "c": nn.Linear(4, 1)}))
 
 
 # ----------------------------------------------------------------------------- factory
@@ -476,11 +519,15 @@ def test_make_strategy_errors():
 
 def test_train_functions_reject_bad_arguments():
     tasks = _tasks("a", "b")
-    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    trunk = _trunk()
     with pytest.raises(ValueError, match="strategy='sum' is not accepted"):
         train_jointly(trunk, tasks, strategy="sum", epochs=1)
     with pytest.raises(TypeError, match="strategy must be LossStrategy"):
         train_jointly(trunk, tasks, strategy=3, epochs=1)
+    with pytest.raises(TypeError, match="strategy must be LossStrategy"):
+        train_jointly(trunk, tasks, strategy=3, epochs=1, monitor_conflicts=True)
+    with pytest.raises(ValueError, match=r"duplicate task names \['a'\]"):
+        train_jointly(trunk, _tasks("a", "a"), strategy="uncertainty", epochs=1)
     with pytest.raises(TypeError, match=r"train_sequentially got \['epochs'\]; use epochs_per_task"):
         train_sequentially(trunk, tasks, epochs_per_task=1, epochs=2)
     with pytest.raises(ValueError, match="epochs_per_task must be >= 1, got 0"):

@@ -22,15 +22,6 @@ from mtl_tl.multitask import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the CI machine's 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digit_tasks_data():
     """Task A: digits 0-4. Task B: digits 5-9 relabelled 0-4 with inverted intensities.
@@ -45,13 +36,16 @@ def digit_tasks_data():
     return a, b
 
 
-def _digit_model(data, seed: int):
-    (a_tr, a_te), (b_tr, b_te) = data
+def _model(heads, seed: int):
+    """A seeded SmallCNN trunk and one task per ``(name, classes, train, test)``."""
     seed_everything(seed)
     trunk = SmallCNN(width=8, depth=2)
-    tasks = [Task("A", linear_head(trunk.out_features, 5), a_tr, a_te),
-             Task("B", linear_head(trunk.out_features, 5), b_tr, b_te)]
-    return trunk, tasks
+    return trunk, [Task(name, linear_head(trunk.out_features, k), tr, te) for name, k, tr, te in heads]
+
+
+def _digit_model(data, seed: int):
+    (a_tr, a_te), (b_tr, b_te) = data
+    return _model([("A", 5, a_tr, a_te), ("B", 5, b_tr, b_te)], seed)
 
 
 def test_sequential_training_forgets_task_a_and_joint_training_does_not(digit_tasks_data):
@@ -136,11 +130,7 @@ def small_digit_tasks():
 
 def _two_label_model(data, seed: int = 0):
     train, test = data
-    seed_everything(seed)
-    trunk = SmallCNN(width=8, depth=2)
-    tasks = [Task("digit", linear_head(trunk.out_features, 10), train, test),
-             Task("odd", linear_head(trunk.out_features, 2), train, test)]
-    return trunk, tasks
+    return _model([("digit", 10, train, test), ("odd", 2, train, test)], seed)
 
 
 def test_uncertainty_log_vars_are_trained_by_the_engine(small_digit_tasks):

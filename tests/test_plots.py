@@ -105,6 +105,26 @@ def test_learning_curves_rejects_bad_input(history):
         plots.learning_curves(history, tasks=["digit"])
 
 
+def test_history_figures_need_only_records_and_logs(history):
+    """Duck-typed: plots does not import the engine, any object with the two lists will do."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(records=history.records, logs=history.logs)
+    assert len(_labelled(plots.learning_curves(run)).lines) == 4
+    assert len(_labelled(plots.weight_trajectories(run)).lines) == 2
+    with pytest.raises(TypeError, match=r"history must be History .*\.records and \.logs.*got SimpleNamespace"):
+        plots.gradient_conflict(SimpleNamespace(records=[]))
+
+
+def test_plots_does_not_import_the_engine():
+    import subprocess
+    import sys
+
+    code = "import sys, mtl_tl.plots; print(sorted(m for m in sys.modules if m.startswith('mtl_tl.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "mtl_tl.engine" not in loaded and "mtl_tl.plots" in loaded
+
+
 def test_draws_into_a_given_axes(history):
     fig, (left, right) = plt.subplots(1, 2)
     try:

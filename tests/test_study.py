@@ -20,12 +20,13 @@ from mtl_tl.study import (
     RELATEDNESS,
     StudyConfig,
     StudyResult,
-    decision_map,
+    decision_table,
     derive_rules,
+    relatedness_domain,
     rules_markdown,
     run_study,
 )
-from mtl_tl.study.runner import _data_seed
+from mtl_tl.study.runner import data_seed
 from mtl_tl.synthetic import DOMAINS, Domain, make_shapes
 from mtl_tl.tasks import Task
 
@@ -53,6 +54,10 @@ def test_presets_are_valid_and_differ():
 def test_relatedness_presets_are_the_synthetic_domains():
     for name, shift in RELATEDNESS.items():
         assert Domain.interpolate(shift) == DOMAINS[name], name
+        assert relatedness_domain(name) == DOMAINS[name] == relatedness_domain(shift), name
+    assert relatedness_domain(0.3) == Domain.interpolate(0.3)
+    with pytest.raises(ValueError, match="'medium' is not accepted"):
+        relatedness_domain("medium")
 
 
 def test_config_normalises_order():
@@ -154,11 +159,11 @@ def test_sequential_is_train_sequentially_with_one_shared_head():
     got = run_study(config, progress=False).table.set_index("metric")["value"]
 
     S, label = config.steps_per_phase, config.label
-    source = make_shapes(config.n_source, size=16, seed=_data_seed(0, 1))
-    source_test = make_shapes(config.n_target_test, size=16, seed=_data_seed(0, 2))
-    pool = make_shapes(2 * 5 * 1 + 64, size=16, seed=_data_seed(0, 3), domain="near")
+    source = make_shapes(config.n_source, size=16, seed=data_seed(0, 1))
+    source_test = make_shapes(config.n_target_test, size=16, seed=data_seed(0, 2))
+    pool = make_shapes(2 * 5 * 1 + 64, size=16, seed=data_seed(0, 3), domain="near")
     target = k_per_class(pool, 1, seed=0, label=label)
-    target_test = make_shapes(config.n_target_test, size=16, seed=_data_seed(0, 4), domain="near")
+    target_test = make_shapes(config.n_target_test, size=16, seed=data_seed(0, 4), domain="near")
     seed_everything(0)
     trunk = SmallCNN(3, width=4, depth=3, norm="none")
     head = linear_head(trunk.out_features, 5)  # one output layer for both tasks, as in the article
@@ -200,7 +205,7 @@ def test_run_study_rejects_a_non_config():
         run_study({"ks": (1,)})
 
 
-# ---------------------------------------------------------- decision map and rules, exactly
+# ---------------------------------------------------------- decision table and rules, exactly
 
 
 def _summary(cells: dict[tuple[str, int], dict[str, tuple[float, float]]], n: int = 3,
@@ -225,8 +230,8 @@ TEXTBOOK = {
 KEEPS = {key: {"transfer": (0.50, 0.05), "sequential": (0.40, 0.05), "joint": (0.97, 0.01)} for key in TEXTBOOK}
 
 
-def test_decision_map_exactly():
-    m = decision_map(_summary(TEXTBOOK))
+def test_decision_table_exactly():
+    m = decision_table(_summary(TEXTBOOK))
     assert list(zip(m["relatedness"], m["k"])) == [("near", 1), ("near", 50), ("unrelated", 1), ("unrelated", 50)]
     first = m.iloc[0]
     assert (first["winner"], first["runner_up"]) == ("transfer", "sequential")
@@ -244,26 +249,26 @@ def test_decision_map_exactly():
     assert unrel1["source_gain"] == pytest.approx(0.01)
 
 
-def test_decision_map_with_one_seed_is_never_clear():
-    m = decision_map(_summary(TEXTBOOK, n=1))
+def test_decision_table_with_one_seed_is_never_clear():
+    m = decision_table(_summary(TEXTBOOK, n=1))
     assert not m["clear"].any()
 
 
-def test_decision_map_tie_goes_to_scratch():
+def test_decision_table_tie_goes_to_scratch():
     s = _summary({("far", 5): {"transfer": (0.5, 0.1), "scratch": (0.5, 0.1)}})
-    row = decision_map(s).iloc[0]
+    row = decision_table(s).iloc[0]
     assert (row["winner"], row["runner_up"], row["margin"]) == ("scratch", "transfer", 0.0)
 
 
-def test_decision_map_rejects_bad_tables():
+def test_decision_table_rejects_bad_tables():
     with pytest.raises(ValueError, match="lacks column"):
-        decision_map(pd.DataFrame({"k": [1]}))
+        decision_table(pd.DataFrame({"k": [1]}))
     with pytest.raises(ValueError, match="unknown method"):
-        decision_map(_summary({("near", 1): {"magic": (0.5, 0.1), "scratch": (0.4, 0.1)}}))
+        decision_table(_summary({("near", 1): {"magic": (0.5, 0.1), "scratch": (0.4, 0.1)}}))
     with pytest.raises(ValueError, match=">= 2"):
-        decision_map(_summary({("near", 1): {"scratch": (0.4, 0.1)}}))
+        decision_table(_summary({("near", 1): {"scratch": (0.4, 0.1)}}))
     with pytest.raises(ValueError, match="no rows for metric"):
-        decision_map(_summary({("near", 1): {"scratch": (0.4, 0.1), "joint": (0.5, 0.1)}}), metric="loss")
+        decision_table(_summary({("near", 1): {"scratch": (0.4, 0.1), "joint": (0.5, 0.1)}}), metric="loss")
 
 
 def test_rules_from_the_textbook_map():
@@ -311,9 +316,17 @@ def test_rules_name_joint_where_it_wins_the_target():
     assert "unrelated, k = 50" in rules.loc["multi-task wins the target", "situation"]
 
 
+def test_rules_without_any_candidate_keep_their_columns():
+    # One level, one k, no scratch and no joint: no rule applies, yet the table keeps its shape.
+    s = _summary({("near", 1): {"transfer": (0.5, 0.1), "sequential": (0.4, 0.1)}})
+    for include in (False, True):
+        table = derive_rules(s, include_unsupported=include)
+        assert table.empty and list(table.columns) == ["rule", "situation", "advice", "evidence", "supported"]
+
+
 def test_rules_need_three_seeds():
     assert derive_rules(_summary(TEXTBOOK, n=2, source=KEEPS)).empty
-    assert not decision_map(_summary(TEXTBOOK, n=2))["clear"].any()
+    assert not decision_table(_summary(TEXTBOOK, n=2))["clear"].any()
     assert derive_rules(_summary(TEXTBOOK, n=1, source=KEEPS)).empty
     assert "No rule of thumb" in rules_markdown(derive_rules(_summary(TEXTBOOK, n=1)))
     assert rules_markdown(derive_rules(_summary(TEXTBOOK))).startswith("| situation |")
@@ -392,7 +405,7 @@ def test_tiny_run_writes_every_file(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TINY_ARGS, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    names = ["results.csv", "results.json", "summary.csv", "decision_map.csv", "rules.md"]
+    names = ["results.csv", "results.json", "summary.csv", "decision_table.csv", "rules.md"]
     for name in names:
         assert (out / name).is_file(), name
         assert f"wrote {out / name}" in printed
@@ -401,9 +414,9 @@ def test_tiny_run_writes_every_file(tmp_path, capsys):
     assert set(results["method"]) == {"scratch", "transfer"}
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["relatedness", "shift", "k", "method", "metric", "mean", "std", "n"]
-    dmap = pd.read_csv(out / "decision_map.csv")
-    assert {"relatedness", "k", "winner", "runner_up", "margin", "pooled_std", "clear"} <= set(dmap.columns)
-    assert len(dmap) == 1
+    table = pd.read_csv(out / "decision_table.csv")
+    assert {"relatedness", "k", "winner", "runner_up", "margin", "pooled_std", "clear"} <= set(table.columns)
+    assert len(table) == 1
     again = StudyResult.from_json(out / "results.json")
     assert again.config.methods == ("scratch", "transfer") and again.config.epochs == 1
     rules = (out / "rules.md").read_text()

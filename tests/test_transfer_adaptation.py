@@ -1,4 +1,4 @@
-"""Domain adaptation with unlabelled target images: GRL/DANN, CORAL and MMD (mtl_tl.transfer)."""
+"""Domain adaptation with unlabelled target images: GRL/DANN, CORAL and MMD (mtl_tl.adaptation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from mtl_tl.data import TensorData, load_digits
-from mtl_tl.engine import fit
+import mtl_tl.adaptation as adaptation
+import mtl_tl.transfer as transfer
+from mtl_tl.adaptation import _coral_by_domain
+from mtl_tl.engine import FitOptions, fit
 from mtl_tl.models import SmallCNN, linear_head
 from mtl_tl.tasks import Task
 from mtl_tl.transfer import (
@@ -17,9 +20,8 @@ from mtl_tl.transfer import (
     DOMAIN_TASK,
     DomainAdversarial,
     GradientReversal,
-    _coral_by_domain,
     coral_loss,
-    dann_lambda,
+    dann_lam,
     domain_classifier,
     mmd_loss,
     train_coral,
@@ -27,15 +29,6 @@ from mtl_tl.transfer import (
 )
 
 FIT = {"batch_size": 32, "device": "cpu", "progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and the CI machine's 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def make_trunk() -> SmallCNN:
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 2.5])
-def test_gradient_reversal_is_identity_forward_and_minus_lambda_backward(lam):
+def test_gradient_reversal_is_identity_forward_and_minus_lam_backward(lam):
     torch.manual_seed(0)
     x = torch.randn(4, 3, requires_grad=True)
     upstream = torch.randn(4, 3)
@@ -68,31 +61,31 @@ def test_gradient_reversal_is_identity_forward_and_minus_lambda_backward(lam):
         assert not x.grad.any()
 
 
-def test_lambda_scales_only_the_backward_pass():
+def test_lam_scales_only_the_backward_pass():
     x = torch.randn(5, 2)
     assert torch.equal(GradientReversal(0.0)(x), GradientReversal(7.0)(x))
 
 
 def test_dann_schedule():
-    assert dann_lambda(0.0) == 0.0
-    assert dann_lambda(1.0) == pytest.approx(0.9999092, abs=1e-7)
-    assert dann_lambda(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
-    values = [dann_lambda(i / 100) for i in range(101)]
+    assert dann_lam(0.0) == 0.0
+    assert dann_lam(1.0) == pytest.approx(0.9999092, abs=1e-7)
+    assert dann_lam(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
+    values = [dann_lam(i / 100) for i in range(101)]
     assert all(a < b for a, b in zip(values, values[1:]))
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.01, float("nan")])
 def test_dann_schedule_rejects_p_outside_the_unit_interval(p):
     with pytest.raises(ValueError, match="p must be"):
-        dann_lambda(p)
+        dann_lam(p)
 
 
-def test_gradient_reversal_rejects_negative_lambda():
-    with pytest.raises(ValueError, match="lambda_ must be >= 0.0, got -1.0"):
+def test_gradient_reversal_rejects_bad_lam():
+    with pytest.raises(ValueError, match="lam must be >= 0.0, got -1.0"):
         GradientReversal(-1.0)
-    grl = GradientReversal()
-    with pytest.raises(TypeError, match="lambda_ must be a number"):
-        grl.lambda_ = "big"
+    with pytest.raises(TypeError, match="lam must be a number"):
+        GradientReversal(lam="big")
+    assert repr(GradientReversal(lam=0.5)) == "GradientReversal(lam=0.5)"
 
 
 def test_domain_adversarial_reverses_the_trunk_gradient_through_the_strategy():
@@ -101,7 +94,7 @@ def test_domain_adversarial_reverses_the_trunk_gradient_through_the_strategy():
     head = domain_classifier(4, hidden=5)
     strategy = DomainAdversarial(head[0])
     strategy.set_progress(0.2)
-    assert head[0].lambda_ == dann_lambda(0.2)
+    assert head[0].lam == dann_lam(0.2)
 
     logs = strategy.backward({"domain": nn.functional.cross_entropy(head(trunk(x)), y)}, list(trunk.parameters()))
     reversed_grad = trunk.weight.grad.clone()
@@ -109,9 +102,9 @@ def test_domain_adversarial_reverses_the_trunk_gradient_through_the_strategy():
     trunk.zero_grad()
     head.zero_grad()
     nn.functional.cross_entropy(head[1:](trunk(x)), y).backward()
-    assert torch.allclose(reversed_grad, -dann_lambda(0.2) * trunk.weight.grad, atol=1e-7)
+    assert torch.allclose(reversed_grad, -dann_lam(0.2) * trunk.weight.grad, atol=1e-7)
     assert torch.equal(head_grad, head[1].weight.grad)  # the classifier itself is not reversed
-    assert logs["grl_lambda"] == dann_lambda(0.2)
+    assert logs["grl_lam"] == dann_lam(0.2)
 
 
 def test_engine_drives_the_schedule(shifted_digits):
@@ -122,7 +115,7 @@ def test_engine_drives_the_schedule(shifted_digits):
     fit(trunk, Task(DOMAIN_TASK, head, train=domain), strategy=DomainAdversarial(head[0]),
         epochs=2, steps_per_epoch=2, **FIT)
     # the last of 4 steps ran at progress 3/4
-    assert head[0].lambda_ == dann_lambda(3 / 4)
+    assert head[0].lam == dann_lam(3 / 4)
 
 
 def test_train_dann_runs_on_shifted_digits(shifted_digits):
@@ -134,7 +127,7 @@ def test_train_dann_runs_on_shifted_digits(shifted_digits):
     assert set(frame["task"]) == {"digit", DOMAIN_TASK}
     assert len(frame.query("task == @DOMAIN_TASK and split == 'train'")) == 2
     assert frame["loss"].notna().all()
-    grl = history.logs_frame().query("key == 'grl_lambda'")["value"].tolist()
+    grl = history.logs_frame().query("key == 'grl_lam'")["value"].tolist()
     assert len(grl) == 2 and 0.0 < grl[0] < grl[1] < 1.0
 
 
@@ -158,6 +151,10 @@ def test_train_dann_bad_input(shifted_digits):
         train_dann(trunk, task, target_x, epochs=1, strategy=None)
     with pytest.raises(ValueError, match="hidden must be >= 1"):
         train_dann(trunk, task, target_x, epochs=1, hidden=0)
+    with pytest.raises(TypeError, match="trunk must be Module"):
+        train_dann("cnn", task, target_x, epochs=1)
+    with pytest.raises(ValueError, match="source_task is named 'domain'"):
+        train_dann(trunk, Task(DOMAIN_TASK, linear_head(16, 10), train=source), target_x, epochs=1)
 
 
 # --- CORAL and MMD -------------------------------------------------------------------------
@@ -224,7 +221,7 @@ def test_train_coral_runs_and_records_the_coral_task(shifted_digits):
     source, target_x = shifted_digits
     trunk = make_trunk()
     task = Task("digit", linear_head(16, 10), train=source)
-    history = train_coral(trunk, task, target_x, weight=10.0, epochs=2, steps_per_epoch=3, **FIT)
+    history = train_coral(trunk, task, target_x, lam=10.0, epochs=2, steps_per_epoch=3, **FIT)
     frame = history.to_frame()
     assert set(frame["task"]) == {"digit", CORAL_TASK}
     coral = history.curve(CORAL_TASK, split="train", key="loss")
@@ -237,32 +234,41 @@ def test_train_coral_bad_input(shifted_digits):
     source, target_x = shifted_digits
     trunk = make_trunk()
     task = Task("digit", linear_head(16, 10), train=source)
-    with pytest.raises(ValueError, match="weight must be >= 0.0, got -1.0"):
-        train_coral(trunk, task, target_x, weight=-1.0, epochs=1)
+    with pytest.raises(ValueError, match="lam must be >= 0.0, got -1.0"):
+        train_coral(trunk, task, target_x, lam=-1.0, epochs=1)
     with pytest.raises(ValueError, match=r"target_x must have 4 dimensions"):
-        train_coral(trunk, task, target_x.flatten(1), weight=1.0, epochs=1)
+        train_coral(trunk, task, target_x.flatten(1), lam=1.0, epochs=1)
     loader_task = Task("digit", linear_head(16, 10), train=[(source.x, source.y)])
     with pytest.raises(TypeError, match="train_coral needs the source task's train data as a TensorData"):
-        train_coral(trunk, loader_task, target_x, weight=1.0, epochs=1)
+        train_coral(trunk, loader_task, target_x, lam=1.0, epochs=1)
     with pytest.raises(ValueError, match="source_task is named 'coral'"):
-        train_coral(trunk, Task(CORAL_TASK, linear_head(16, 10), train=source), target_x, weight=1.0, epochs=1)
+        train_coral(trunk, Task(CORAL_TASK, linear_head(16, 10), train=source), target_x, lam=1.0, epochs=1)
+    with pytest.raises(ValueError, match="train_coral sets strategy itself"):
+        train_coral(trunk, task, target_x, lam=1.0, epochs=1, strategy=None)
+    with pytest.raises(TypeError, match="source_task must be Task"):
+        train_coral(trunk, "digit", target_x, lam=1.0, epochs=1)
+    with pytest.raises(TypeError, match="trunk must be Module, got str"):  # from fit
+        train_coral("cnn", task, target_x, lam=1.0, epochs=1, **FIT)
 
 
-def test_train_dann_passes_one_trunk_pass_to_the_engine(monkeypatch):
-    import mtl_tl.transfer as transfer
+def test_transfer_re_exports_the_adaptation_names():
+    for name in adaptation.__all__:
+        assert name in transfer.__all__ and getattr(transfer, name) is getattr(adaptation, name)
 
+
+def test_train_dann_passes_fit_options_to_the_engine(monkeypatch):
     seen = {}
-    real_fit = transfer.fit
+    real_fit = adaptation.fit
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(transfer, "fit", spy)
+    monkeypatch.setattr(adaptation, "fit", spy)
     torch.manual_seed(0)
     x = torch.rand(32, 1, 8, 8)
     trunk = SmallCNN(1, 4, 2)
     task = Task("digit", linear_head(trunk.out_features, 2), train=TensorData(x, torch.arange(32) % 2))
     history = transfer.train_dann(trunk, task, torch.rand(16, 1, 8, 8), epochs=1, batch_size=16,
-                                  device="cpu", one_trunk_pass=True)
-    assert seen["one_trunk_pass"] is True and "domain" in {r["task"] for r in history.records}
+                                  device="cpu", options=FitOptions(one_trunk_pass=True))
+    assert seen["options"].one_trunk_pass is True and "domain" in {r["task"] for r in history.records}

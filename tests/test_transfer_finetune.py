@@ -1,4 +1,4 @@
-"""Pretraining, the four fine-tuning strategies and the article's eq. 3.1 (mtl_tl.transfer)."""
+"""Pretraining, the four fine-tuning recipes and the article's eq. 3.1 (mtl_tl.transfer)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,9 @@ import mtl_tl.engine as engine
 from mtl_tl.data import class_split, load_digits
 from mtl_tl.models import SmallCNN, blocks, count_parameters, linear_head
 from mtl_tl.tasks import Task
-from mtl_tl.transfer import FINE_TUNE_STRATEGIES, fine_tune, pretrain, train_joint_objective
+from mtl_tl.transfer import RECIPES, fine_tune, pretrain, train_joint_objective
 
 FIT = {"batch_size": 32, "device": "cpu", "progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and the CI machine's 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +46,8 @@ def target_task(digits, seed: int = 1) -> Task:
     return Task("target", linear_head(32, 5), train=target, test=target_test)
 
 
-def test_strategies_are_the_four():
-    assert FINE_TUNE_STRATEGIES == ["feature_extraction", "full", "partial", "discriminative"]
+def test_recipes_are_the_four():
+    assert RECIPES == ["feature_extraction", "full", "partial", "discriminative"]
 
 
 def test_pretrain_trains_the_source_task(digits):
@@ -69,17 +60,19 @@ def test_pretrain_trains_the_source_task(digits):
     assert changed(before, trunk)
     with pytest.raises(TypeError, match="source_task must be Task"):
         pretrain(trunk, [task], epochs=1)
+    with pytest.raises(TypeError, match="trunk must be Module, got str"):  # from fit
+        pretrain("cnn", task, epochs=1)
 
 
 def test_feature_extraction_leaves_trunk_and_batchnorm_bit_identical(digits):
     trunk = make_trunk()
     task = target_task(digits)
     trunk_before, head_before = state(trunk), state(task.head)
-    fine_tune(trunk, task, strategy="feature_extraction", epochs=2, **FIT)
+    fine_tune(trunk, task, recipe="feature_extraction", epochs=2, **FIT)
     assert changed(trunk_before, trunk) == set()  # parameters AND running statistics
     assert any("running_mean" in k for k in trunk_before)  # the check above covered buffers
     assert changed(head_before, task.head) == {"weight", "bias"}
-    # Flags are left as the strategy set them (documented), so the call is inspectable.
+    # Flags are left as the recipe set them (documented), so the call is inspectable.
     assert count_parameters(trunk, trainable_only=True) == 0
     assert all(p.requires_grad for p in task.head.parameters())
 
@@ -88,7 +81,7 @@ def test_partial_changes_only_the_last_blocks_and_head(digits):
     trunk = make_trunk()
     task = target_task(digits)
     before, head_before = state(trunk), state(task.head)
-    fine_tune(trunk, task, strategy="partial", n_blocks=1, epochs=1, **FIT)
+    fine_tune(trunk, task, recipe="partial", n_blocks=1, epochs=1, **FIT)
     moved = changed(before, trunk)
     assert {k.split(".")[1] for k in moved} == {"block3"}
     # every parameter and buffer of block3 moved (running stats and the BN counter included)
@@ -100,16 +93,16 @@ def test_partial_changes_only_the_last_blocks_and_head(digits):
 def test_partial_with_two_blocks(digits):
     trunk = make_trunk()
     before = state(trunk)
-    fine_tune(trunk, target_task(digits), strategy="partial", n_blocks=2, epochs=1, steps_per_epoch=1, **FIT)
+    fine_tune(trunk, target_task(digits), recipe="partial", n_blocks=2, epochs=1, steps_per_epoch=1, **FIT)
     assert {k.split(".")[1] for k in changed(before, trunk)} == {"block2", "block3"}
 
 
 def test_full_changes_every_block_and_resets_earlier_freezing(digits):
     trunk = make_trunk()
     task = target_task(digits)
-    fine_tune(trunk, task, strategy="feature_extraction", epochs=1, steps_per_epoch=1, **FIT)
+    fine_tune(trunk, task, recipe="feature_extraction", epochs=1, steps_per_epoch=1, **FIT)
     before = state(trunk)
-    fine_tune(trunk, task, strategy="full", epochs=1, **FIT)
+    fine_tune(trunk, task, recipe="full", epochs=1, **FIT)
     params = {k for k, _ in trunk.named_parameters()}
     assert params <= changed(before, trunk)
     assert count_parameters(trunk, trainable_only=True) == count_parameters(trunk)
@@ -128,7 +121,7 @@ def test_discriminative_passes_exact_learning_rates(digits, monkeypatch, block_d
     trunk = make_trunk()
     task = target_task(digits)
     before = state(trunk)
-    fine_tune(trunk, task, strategy="discriminative", lr=1e-2, lr_factor=0.1, block_decay=block_decay,
+    fine_tune(trunk, task, recipe="discriminative", lr=1e-2, lr_factor=0.1, block_decay=block_decay,
               epochs=1, steps_per_epoch=2, **FIT)
     (opt,) = made
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
@@ -142,10 +135,10 @@ def test_discriminative_passes_exact_learning_rates(digits, monkeypatch, block_d
 
 
 def test_discriminative_moves_the_trunk_less_than_full(digits):
-    def trunk_shift(strategy):
+    def trunk_shift(recipe):
         trunk = make_trunk()
         before = state(trunk)
-        fine_tune(trunk, target_task(digits), strategy=strategy, optimizer="sgd", lr=0.05,
+        fine_tune(trunk, target_task(digits), recipe=recipe, optimizer="sgd", lr=0.05,
                   lr_factor=0.01, epochs=1, steps_per_epoch=1, **FIT)
         return sum(float((trunk.state_dict()[k] - before[k]).abs().sum())
                    for k, _ in trunk.named_parameters())
@@ -157,23 +150,27 @@ def test_discriminative_moves_the_trunk_less_than_full(digits):
 def test_fine_tune_bad_input(digits):
     trunk = make_trunk()
     task = target_task(digits)
-    with pytest.raises(ValueError, match="strategy='freeze'.*'feature_extraction', 'full', 'partial', 'discriminative'"):
-        fine_tune(trunk, task, strategy="freeze", epochs=1)
+    with pytest.raises(ValueError, match="recipe='freeze'.*'feature_extraction', 'full', 'partial', 'discriminative'"):
+        fine_tune(trunk, task, recipe="freeze", epochs=1)
     with pytest.raises(ValueError, match=r"n_blocks=4 is larger than the trunk's 3 blocks \(block1, block2, block3\)"):
-        fine_tune(trunk, task, strategy="partial", n_blocks=4, epochs=1)
+        fine_tune(trunk, task, recipe="partial", n_blocks=4, epochs=1)
     with pytest.raises(ValueError, match="n_blocks must be >= 1, got 0"):
-        fine_tune(trunk, task, strategy="partial", n_blocks=0, epochs=1)
+        fine_tune(trunk, task, recipe="partial", n_blocks=0, epochs=1)
     with pytest.raises(ValueError, match="lr_factor must be <= 1.0, got 2.0"):
-        fine_tune(trunk, task, strategy="discriminative", lr_factor=2.0, epochs=1)
+        fine_tune(trunk, task, recipe="discriminative", lr_factor=2.0, epochs=1)
     with pytest.raises(ValueError, match="fine_tune sets param_groups itself"):
-        fine_tune(trunk, task, strategy="full", epochs=1, param_groups=[])
+        fine_tune(trunk, task, recipe="full", epochs=1, param_groups=[])
     with pytest.raises(TypeError, match="task must be Task"):
-        fine_tune(trunk, "target", strategy="full", epochs=1)
+        fine_tune(trunk, "target", recipe="full", epochs=1)
+    with pytest.raises(TypeError, match="trunk must be Module"):
+        fine_tune("cnn", task, recipe="full", epochs=1)
+    with pytest.raises(TypeError, match="lr must be a number"):
+        fine_tune(trunk, task, recipe="discriminative", lr="0.1", epochs=1)
     # a rejected call changed no flag
     assert count_parameters(trunk, trainable_only=True) == count_parameters(trunk)
 
 
-def test_joint_objective_with_lambda_zero_equals_source_only_training(digits):
+def test_joint_objective_with_lam_zero_equals_source_only_training(digits):
     source, target, _ = digits
 
     def heads():
@@ -200,7 +197,7 @@ def test_joint_objective_with_lambda_zero_equals_source_only_training(digits):
     assert history.logs_frame().query("key == 'weight/target'")["value"].eq(0.0).all()
 
 
-def test_joint_objective_with_positive_lambda_differs_from_source_only(digits):
+def test_joint_objective_with_positive_lam_differs_from_source_only(digits):
     source, target, _ = digits
     trunk_a = make_trunk()
     trunk_b = copy.deepcopy(trunk_a)

@@ -10,12 +10,16 @@ One module per concept, each explained by a chapter of the book:
 ``mtl_tl.datasets``           torchvision datasets and your own ImageFolder (full profile)
 ``mtl_tl.models``             trunks, heads, freezing
 ``mtl_tl.tasks``              what a task is
-``mtl_tl.engine``             the one training loop and evaluation
+``mtl_tl.engine``             the one training loop, one training step, evaluation
+``mtl_tl.strategy``           what a loss strategy is (re-exported by ``engine``)
+``mtl_tl.history``            what training leaves behind, checkpoints (re-exported by ``engine``)
+``mtl_tl.streams``            how each task's data reaches the loop
 ``mtl_tl.distributed``        what the engine needs under ``torchrun``
-``mtl_tl.transfer``           pretraining, fine-tuning, eq. 3.1, DANN, CORAL
+``mtl_tl.transfer``           pretraining, fine-tuning recipes, eq. 3.1
+``mtl_tl.adaptation``         DANN, CORAL, MMD: unlabelled target images
 ``mtl_tl.weighting``          loss weighting: equal, fixed, uncertainty, GradNorm, DWA
 ``mtl_tl.gradient_surgery``   PCGrad and gradient-conflict monitoring
-``mtl_tl.multitask``          eq. 3.2 by strategy name, the sequential baseline
+``mtl_tl.multitask``          eq. 3.2, loss strategies by name, the sequential baseline
 ``mtl_tl.experiments``        several seeds, one tidy table
 ``mtl_tl.plots``              the book's figures
 ``mtl_tl.study``              the head-to-head study of chapter 4.3 (``python -m mtl_tl study``)

@@ -19,6 +19,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .study import StudyConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -130,11 +134,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_study(commands: argparse._SubParsersAction) -> None:
-    from .study import BUDGETS, LABELS, METHODS, NORMS, RELATEDNESS, StudyConfig
-
-    quick = StudyConfig.quick()
-    p = commands.add_parser(
+def _study_parser(commands: argparse._SubParsersAction, quick: StudyConfig) -> argparse.ArgumentParser:
+    """The ``study`` subcommand with its description and examples, before its options."""
+    return commands.add_parser(
         "study",
         help="run the head-to-head study of chapter 4.3 and write its tables",
         description=(
@@ -144,7 +146,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
             "source-target relatedness (--relatedness), over several seeds (chapter 4.3). "
             "Writes results.csv (tidy, one row per run and metric), results.json (the same "
             "with the configuration), summary.csv (mean, std, n over seeds), "
-            "decision_map.csv (the winner of each cell) and rules.md (the rules of thumb "
+            "decision_table.csv (the winner of each cell) and rules.md (the rules of thumb "
             "the numbers support) to --out. Options not given take the --profile's values."
         ),
         epilog=(
@@ -158,6 +160,12 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _add_grid_options(p: argparse.ArgumentParser, quick: StudyConfig, full: StudyConfig) -> None:
+    """The profile, and what the study compares: methods, ks, relatedness, seeds, budget."""
+    from .study import BUDGETS, METHODS, RELATEDNESS
+
     profile_default = os.environ.get("MTL_TL_PROFILE", "quick").strip().lower() or "quick"
     p.add_argument("--profile", choices=("quick", "full"), default=profile_default,
                    help="preset sizes: quick (a CPU, about a minute) or full (a GPU); "
@@ -167,7 +175,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ks", type=_ks, metavar="LIST",
                    help="comma-separated target labels per class, each >= 1, e.g. 1,5,20; "
                         f"default: the profile's (quick: {','.join(map(str, quick.ks))}; "
-                        f"full: {','.join(map(str, StudyConfig.full().ks))})")
+                        f"full: {','.join(map(str, full.ks))})")
     p.add_argument("--relatedness", type=_relatedness, metavar="LIST",
                    help=f"comma-separated target domains: presets {', '.join(RELATEDNESS)} or shift "
                         "strengths in [0, 1] (0: the source's domain, 1: unrelated); "
@@ -178,37 +186,47 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=_positive_int("--epochs"), metavar="N",
                    help="passes over the source training set per phase; sets the step budget "
                         "S = epochs * ceil(n_source / batch_size); default: the profile's "
-                        f"(quick: {quick.epochs}; full: {StudyConfig.full().epochs})")
+                        f"(quick: {quick.epochs}; full: {full.epochs})")
     p.add_argument("--budget", choices=BUDGETS, default=None,
                    help="equal optimiser steps for every method (steps) or equal batches drawn "
                         "(batches); default: steps")
+
+
+def _add_size_options(p: argparse.ArgumentParser, quick: StudyConfig, full: StudyConfig) -> None:
+    """The task, the data and the network: label, image size, set sizes, width, norm, batch, lr."""
+    from .study import LABELS, NORMS
+
     p.add_argument("--label", choices=tuple(LABELS), default=None,
                    help=f"the task: classify the shape or the colour; default: the profile's ({quick.label})")
     p.add_argument("--image-size", type=_positive_int("--image-size", 16), metavar="PX",
                    help="image side in pixels, >= 16; default: the profile's "
-                        f"(quick: {quick.image_size}; full: {StudyConfig.full().image_size})")
+                        f"(quick: {quick.image_size}; full: {full.image_size})")
     p.add_argument("--n-source", type=_positive_int("--n-source"), metavar="N",
                    help="labelled source training images; default: the profile's "
-                        f"(quick: {quick.n_source}; full: {StudyConfig.full().n_source})")
+                        f"(quick: {quick.n_source}; full: {full.n_source})")
     p.add_argument("--n-target-test", type=_positive_int("--n-target-test"), metavar="N",
                    help="images in each test set (target and source); default: the profile's "
-                        f"(quick: {quick.n_target_test}; full: {StudyConfig.full().n_target_test})")
+                        f"(quick: {quick.n_target_test}; full: {full.n_target_test})")
     p.add_argument("--width", type=_positive_int("--width"), metavar="C",
                    help="channels of the backbone's first block; default: the profile's "
-                        f"(quick: {quick.width}; full: {StudyConfig.full().width})")
+                        f"(quick: {quick.width}; full: {full.width})")
     p.add_argument("--norm", choices=NORMS, default=None,
                    help="normalisation layers of the backbone; default: none")
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), metavar="B",
                    help="examples per batch and task; default: the profile's (quick: "
-                        f"{quick.batch_size}; full: {StudyConfig.full().batch_size})")
+                        f"{quick.batch_size}; full: {full.batch_size})")
     p.add_argument("--lr", type=_positive_float, metavar="LR",
                    help="Adam learning rate of every method; default: the profile's "
-                        f"(quick: {quick.lr:g}; full: {StudyConfig.full().lr:g})")
+                        f"(quick: {quick.lr:g}; full: {full.lr:g})")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """Where it runs and what it shows and writes: device, output folder, progress."""
     p.add_argument("--device", type=_device, default=None, metavar="DEVICE",
                    help="cpu, cuda, cuda:N or mps; default: $MTL_TL_DEVICE, else the first of "
                         "cuda, mps, cpu available")
     p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
-                   help="folder for results.csv, results.json, summary.csv, decision_map.csv "
+                   help="folder for results.csv, results.json, summary.csv, decision_table.csv "
                         "and rules.md (created if missing); default: results")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true",
@@ -216,6 +234,16 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     shown.add_argument("--progress", action="store_true",
                        help="show a progress bar over runs even under CI or MTL_TL_QUIET "
                             "(default: shown unless MTL_TL_QUIET=1 or CI is set)")
+
+
+def _add_study(commands: argparse._SubParsersAction) -> None:
+    from .study import StudyConfig
+
+    quick, full = StudyConfig.quick(), StudyConfig.full()
+    p = _study_parser(commands, quick)
+    _add_grid_options(p, quick, full)
+    _add_size_options(p, quick, full)
+    _add_output_options(p)
     p.set_defaults(run=_run_study, parser=p)
 
 
@@ -272,18 +300,18 @@ def _run_study(args: argparse.Namespace) -> int:
         result.to_json(out / "results.json"),
     ]
     result.summary.to_csv(out / "summary.csv", index=False)
-    result.decision_map().to_csv(out / "decision_map.csv", index=False)
+    result.decision_table().to_csv(out / "decision_table.csv", index=False)
     header = (f"# Rules of thumb from the study\n\n{config.runs} runs; label {config.label}; "
               f"ks {list(config.ks)}; relatedness {list(config.relatedness)}; seeds {list(config.seeds)}; "
               f"budget {config.budget}, {config.steps_per_phase} steps per phase.\n\n")
     (out / "rules.md").write_text(header + rules_markdown(rules), encoding="utf-8")
-    written += [out / "summary.csv", out / "decision_map.csv", out / "rules.md"]
+    written += [out / "summary.csv", out / "decision_table.csv", out / "rules.md"]
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 60):
         say("\ntarget accuracy, mean ± std over seeds:")
         say(result.pivot("target_accuracy").to_string())
-        say("\ndecision map:")
-        say(result.decision_map()[["relatedness", "k", "winner", "margin", "pooled_std", "clear"]]
+        say("\ndecision table:")
+        say(result.decision_table()[["relatedness", "k", "winner", "margin", "pooled_std", "clear"]]
             .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         say("\nrules of thumb:")
         say(rules_markdown(rules))

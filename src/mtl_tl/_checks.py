@@ -8,12 +8,17 @@ what is accepted, instead of failing deep inside PyTorch (or, worse, silently).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    import pandas
+
 __all__ = [
     "check_choice",
+    "check_frame",
+    "check_metric",
     "check_int",
     "check_float",
     "check_probability",
@@ -72,6 +77,31 @@ def check_float(
     if max_value is not None and value > max_value:
         raise ValueError(f"{name} must be <= {max_value}, got {value}")
     return value
+
+
+def check_frame(name: str, df: Any, columns: Sequence[str]) -> pandas.DataFrame:
+    """Return ``df`` if it is a non-empty ``pandas.DataFrame`` holding every one of ``columns``."""
+    import pandas  # here, not at import time: the training code never needs pandas
+
+    check_type(name, df, pandas.DataFrame)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{name} is empty; it needs at least one row")
+    return df
+
+
+def check_metric(name: str, df: pandas.DataFrame, metric: str | None) -> str:
+    """The metric to read from the tidy table ``df``: ``metric``, or the only one it holds if None."""
+    metrics = list(dict.fromkeys(df["metric"]))
+    if metric is None:
+        if len(metrics) > 1:
+            raise ValueError(f"{name} holds several metrics {metrics}; pass metric= one of them")
+        return metrics[0]
+    if metric not in metrics:
+        raise ValueError(f"metric={metric!r} is not in {name}; choose one of: {metrics}")
+    return metric
 
 
 def check_probability(name: str, value: Any) -> float:

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_int, check_type
+from ._checks import check_frame, check_int, check_metric, check_type
 from .config import quiet, seed_everything
 
 __all__ = ["RESERVED", "run_seeds", "grid", "summarize", "mean_std", "paired_difference"]
@@ -210,16 +210,6 @@ def grid(
     return pd.DataFrame(rows, columns=[*params, *RESERVED])
 
 
-def _check_tidy(name: str, df: Any, columns: Sequence[str]) -> pd.DataFrame:
-    check_type(name, df, pd.DataFrame)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(df.columns)}")
-    if df.empty:
-        raise ValueError(f"{name} is empty; it needs at least one row")
-    return df
-
-
 def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean, sample standard deviation and count of each metric per configuration (chapter 1).
 
@@ -236,7 +226,7 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
         ``0.0`` rather than NaN, so that tables and error bars stay NaN-free: read
         ``n`` before trusting a zero.
     """
-    _check_tidy("df", df, RESERVED)
+    check_frame("df", df, RESERVED)
     if by is None:
         by = [c for c in df.columns if c not in RESERVED]
     else:
@@ -264,13 +254,7 @@ def _select(df: pd.DataFrame, metric: str | None, where: Mapping[str, Any]) -> p
     missing = [c for c in where if c not in df.columns]
     if missing:
         raise ValueError(f"filter(s) {missing} name no column of the table; it has {list(df.columns)}")
-    metrics = list(dict.fromkeys(df["metric"]))
-    if metric is None:
-        if len(metrics) > 1:
-            raise ValueError(f"the table holds several metrics {metrics}; pass metric= one of them")
-        metric = metrics[0]
-    elif metric not in metrics:
-        raise ValueError(f"metric={metric!r} is not in the table; choose one of: {metrics}")
+    metric = check_metric("the table", df, metric)
     mask = df["metric"] == metric
     for column, value in where.items():
         mask &= df[column].isna() if value is None else df[column] == value
@@ -302,8 +286,9 @@ def mean_std(
     """
     digits = check_int("digits", digits, min_value=0, max_value=10)
     if isinstance(data, pd.DataFrame):
-        if {"mean", "std", "n"} <= set(data.columns):
-            rows = _select(_check_tidy("data", data, ["metric"]), metric, where)
+        is_summary = {"mean", "std", "n"} <= set(data.columns)
+        rows = _select(check_frame("data", data, ["metric"] if is_summary else RESERVED), metric, where)
+        if is_summary:
             if len(rows) != 1:
                 raise ValueError(
                     f"the filters {where} select {len(rows)} rows of the summary; add filters so that one remains"
@@ -311,7 +296,6 @@ def mean_std(
             row = rows.iloc[0]
             mean, std, n = float(row["mean"]), float(row["std"]), int(row["n"])
             return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
-        rows = _select(_check_tidy("data", data, RESERVED), metric, where)
         config = [c for c in rows.columns if c not in RESERVED and rows[c].nunique(dropna=False) > 1]
         if config:
             raise ValueError(
@@ -361,7 +345,7 @@ def paired_difference(
     Returns:
         A ``Series`` indexed by seed (ascending) of ``value(a) - value(b)``.
     """
-    _check_tidy("df", df, RESERVED)
+    check_frame("df", df, RESERVED)
     if not isinstance(column, str) or column not in df.columns or column in RESERVED:
         options = [c for c in df.columns if c not in RESERVED]
         raise ValueError(f"column={column!r} is not a configuration column of df; choose one of: {options}")

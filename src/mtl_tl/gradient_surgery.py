@@ -9,7 +9,8 @@ This module also measures the conflict: :func:`gradient_cosine` for one step,
 
 Both need one backward pass per task on the shared parameters, which makes a step
 dearer than equal weighting's (``benchmarks/RESULTS.md`` measures by how much), and
-neither runs under DDP.
+neither runs under DDP. The public functions check their arguments; the loss
+strategies' ``backward``, which runs every step, trusts what the engine hands it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 from ._checks import check_choice, check_int, check_type
 from .engine import LossStrategy
 from .models import MultiTaskNet
-from .weighting import EqualWeighting, _check_losses
+from .weighting import EqualWeighting
 
 __all__ = ["pcgrad_combine", "PCGrad", "gradient_cosine", "ConflictMonitor"]
 
@@ -50,6 +51,15 @@ def _pairwise_cosines(names: Sequence[str], grads: Sequence[torch.Tensor]) -> di
 
 def _cos_logs(cosines: Mapping[tuple[str, str], float]) -> dict[str, float]:
     return {f"cos/{a}|{b}": c for (a, b), c in cosines.items()}
+
+
+def _check_losses(losses: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(losses, Mapping) or not losses:
+        raise ValueError(f"losses must be a non-empty mapping {{task_name: scalar tensor}}, got {losses!r:.80}")
+    for name, loss in losses.items():
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"losses[{name!r}] must be a scalar tensor, got {loss!r:.80}")
+    return dict(losses)
 
 
 def _check_shared(shared: Any) -> list[torch.Tensor]:
@@ -98,6 +108,11 @@ def pcgrad_combine(
             raise ValueError(
                 f"grads[{i}] has shape {tuple(g.shape)} but grads[0] has {tuple(grads[0].shape)}; they must match"
             )
+    return _pcgrad_combine(grads, generator, reduction)
+
+
+def _pcgrad_combine(grads: Sequence[torch.Tensor], generator: torch.Generator, reduction: str) -> torch.Tensor:
+    # pcgrad_combine after its checks; PCGrad.backward calls it every step.
     projected = []
     for i, g_i in enumerate(grads):
         g = g_i.clone()
@@ -113,7 +128,7 @@ def pcgrad_combine(
 
 
 class PCGrad(LossStrategy):
-    """Projecting conflicting gradients (Yu et al. 2020) on the shared trunk, chapter 3.
+    """Projecting conflicting gradients (Yu et al. 2020) on the shared trunk: a loss strategy, chapter 3.
 
     Each step computes every task's gradient on the *shared* parameters (one
     ``torch.autograd.grad`` per task), combines them with :func:`pcgrad_combine`
@@ -147,14 +162,13 @@ class PCGrad(LossStrategy):
 
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
         """Heads: plain gradients; trunk: the PCGrad combination of the task gradients."""
-        losses = _check_losses(losses)
         shared = list(shared)
         if len(losses) < 2 or not shared:
             sum(losses.values()).backward()
             return {}
         names = list(losses)
         grads = _task_gradients(losses, shared)
-        combined = pcgrad_combine(grads, self.generator, reduction=self.reduction)
+        combined = _pcgrad_combine(grads, self.generator, self.reduction)
         # The plain sum gives every head its own task's gradient. Restricted to the heads
         # (known once fit() has called prepare), autograd stops before the trunk, whose
         # gradient is the projected combination set below.
@@ -195,13 +209,13 @@ def gradient_cosine(
 
 
 class ConflictMonitor(LossStrategy):
-    """Wraps any strategy and logs the pairwise gradient cosines ``cos/<a>|<b>`` each step.
+    """Wraps any loss strategy and logs the pairwise gradient cosines ``cos/<a>|<b>`` each step.
 
     Costs one extra backward per task per step; the training itself is the wrapped
-    strategy's (chapter 3).
+    loss strategy's (chapter 3).
 
     Args:
-        base: the strategy that turns the losses into gradients (default: the sum).
+        base: the loss strategy that turns the losses into gradients (default: the sum).
     """
 
     needs_task_gradients = True
@@ -213,20 +227,24 @@ class ConflictMonitor(LossStrategy):
         self.base = base
 
     def weights(self, names: Sequence[str]) -> dict[str, float]:
-        """The wrapped strategy's weights."""
+        """The wrapped loss strategy's weights."""
         return self.base.weights(names)
 
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Passed on to the wrapped loss strategy (which checks its tasks there)."""
+        self.base.prepare(net)
+
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
-        """Measure the cosines, then let the wrapped strategy fill the gradients."""
+        """Measure the cosines, then let the wrapped loss strategy fill the gradients."""
         logs = {}
         if len(losses) > 1 and shared:
-            logs = _cos_logs(gradient_cosine(losses, shared))
+            logs = _cos_logs(_pairwise_cosines(list(losses), _task_gradients(losses, shared)))
         return {**logs, **self.base.backward(losses, shared)}
 
     def on_epoch_end(self, train_losses: Mapping[str, float]) -> None:
-        """Passed on to the wrapped strategy."""
+        """Passed on to the wrapped loss strategy."""
         self.base.on_epoch_end(train_losses)
 
     def set_progress(self, progress: float) -> None:
-        """Passed on to the wrapped strategy."""
+        """Passed on to the wrapped loss strategy."""
         self.base.set_progress(progress)

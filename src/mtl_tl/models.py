@@ -12,11 +12,19 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ._checks import check_choice, check_int, check_type
+
+# For resnet18_trunk's annotation only, in full names so that the API page resolves them:
+# importing torchvision takes seconds, so resnet18_trunk imports it when it is called.
+if TYPE_CHECKING:
+    import pathlib
+
+    import torchvision
 
 __all__ = [
     "SmallCNN",
@@ -110,7 +118,9 @@ class _ResNetTrunk(nn.Module):
         return self.pool(x)
 
 
-def resnet18_trunk(weights: str | Path | None = "DEFAULT") -> nn.Module:
+def resnet18_trunk(
+    weights: torchvision.models.ResNet18_Weights | str | pathlib.Path | None = "DEFAULT",
+) -> torch.nn.Module:
     """torchvision's ResNet-18 as a trunk (the full profile's backbone, chapter 4.1).
 
     This is what the article's ``nn.ResNet18(pretrained=True)`` meant: that name
@@ -118,32 +128,43 @@ def resnet18_trunk(weights: str | Path | None = "DEFAULT") -> nn.Module:
     was replaced by ``weights=``.
 
     Args:
-        weights: ``"DEFAULT"`` (ImageNet weights, downloaded once to the torch
-            cache), ``None`` (random initialisation), or the path of a local
-            ``.pth`` state dict for offline machines.
+        weights: ImageNet weights, downloaded once to the torch cache: a
+            ``torchvision.models.ResNet18_Weights`` member as chapter 4.1 writes it
+            (``ResNet18_Weights.DEFAULT``), or its name (``"DEFAULT"``,
+            ``"IMAGENET1K_V1"``); ``None`` (random initialisation); or the path of a
+            local ``.pth`` state dict for offline machines.
 
     Returns:
         A trunk ``(N, 3, H, W) -> (N, 512)`` with blocks ``stem, layer1..layer4``.
     """
-    from torchvision.models import ResNet18_Weights, resnet18
+    from torchvision.models import ResNet18_Weights, WeightsEnum, resnet18
 
     if weights is None:
         return _ResNetTrunk(resnet18(weights=None))
-    if isinstance(weights, str) and weights == "DEFAULT":
+    if isinstance(weights, str) and weights in ResNet18_Weights.__members__:
+        weights = ResNet18_Weights[weights]
+    accepted = "a ResNet18_Weights member, its name, None or a file path"
+    if isinstance(weights, WeightsEnum) and not isinstance(weights, ResNet18_Weights):
+        raise TypeError(f"weights must be {accepted}; got {weights}, the weights of another model")
+    if isinstance(weights, ResNet18_Weights):
         try:
-            return _ResNetTrunk(resnet18(weights=ResNet18_Weights.DEFAULT))
+            return _ResNetTrunk(resnet18(weights=weights))
         except (OSError, RuntimeError) as err:  # URLError is an OSError
             raise RuntimeError(
-                "could not download the ImageNet weights of ResNet-18 (no internet?). "
-                "Download them once on a connected machine from the URL in "
-                "torchvision.models.ResNet18_Weights.DEFAULT.url and pass the file: "
+                f"could not download the ImageNet weights of ResNet-18 ({weights.name}; no internet?). "
+                f"Download them once on a connected machine from {weights.url} and pass the file: "
                 "resnet18_trunk(weights='path/to/resnet18.pth'), or use weights=None, "
                 f"or the quick profile (MTL_TL_PROFILE=quick). Cause: {err}"
             ) from err
-    check_type("weights", weights, (str, Path))
+    if not isinstance(weights, (str, Path)):
+        raise TypeError(f"weights must be {accepted}; got {type(weights).__name__}: {weights!r:.80}")
     path = Path(weights)
     if not path.is_file():
-        raise ValueError(f"weights={str(weights)!r} is neither 'DEFAULT', None, nor an existing file")
+        names = ", ".join(repr(n) for n in ResNet18_Weights.__members__)
+        raise ValueError(
+            f"weights={str(weights)!r} is neither 'DEFAULT', None, nor an existing file (accepted: a "
+            f"ResNet18_Weights member or its name, {names}; None; the path of a .pth state dict)"
+        )
     net = resnet18(weights=None)
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -191,12 +212,14 @@ class MultiTaskNet(nn.Module):
         self.heads = nn.ModuleDict(dict(heads))
 
     def forward(self, x: torch.Tensor, task: str | None = None) -> dict[str, torch.Tensor] | torch.Tensor:
-        features = self.trunk(x)
-        if task is not None:
-            if task not in self.heads:
-                raise KeyError(f"no head named {task!r}; heads: {', '.join(self.heads)}")
-            return self.heads[task](features)
-        return {name: head(features) for name, head in self.heads.items()}
+        if task is None:
+            features = self.trunk(x)
+            return {name: head(features) for name, head in self.heads.items()}
+        try:  # no check per call: an unknown name surfaces here, explained
+            head = self.heads[task]
+        except KeyError:
+            raise KeyError(f"no head named {task!r}; heads: {', '.join(self.heads)}") from None
+        return head(self.trunk(x))
 
 
 def blocks(model: nn.Module) -> OrderedDict[str, nn.Module]:

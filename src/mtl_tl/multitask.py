@@ -10,7 +10,7 @@ baseline :func:`train_sequentially`, which shows how much of task 1 it forgets.
 How the task losses become one gradient is a :class:`~mtl_tl.engine.LossStrategy`:
 
 ===============================================  ==========================================================
-strategy                                         gradient on the shared trunk, per step
+loss strategy                                    gradient on the shared trunk, per step
 ===============================================  ==========================================================
 :class:`~mtl_tl.weighting.EqualWeighting`        ``sum_i g_i`` with ``g_i = grad L_i`` (eq. 3.2)
 :class:`~mtl_tl.weighting.FixedWeights`          ``sum_i w_i g_i``, ``w_i`` chosen by hand
@@ -20,7 +20,7 @@ strategy                                         gradient on the shared trunk, p
 :class:`~mtl_tl.gradient_surgery.PCGrad`         ``sum_i g_i'``, each ``g_i'`` projected off conflicting ``g_j``
 ===============================================  ==========================================================
 
-**One loss-scale convention.** Every strategy works on the *sum* over tasks, as the
+**One loss-scale convention.** Every loss strategy works on the *sum* over tasks, as the
 engine and eq. 3.2 do, never on the mean; each ``L_i`` is the batch mean of task
 ``i``. With all weights 1 every method above reduces to the same gradient
 ``sum_i g_i`` (GradNorm and DWA start at ``w_i = 1``, uncertainty weighting at
@@ -33,7 +33,7 @@ The weightings live in :mod:`mtl_tl.weighting`, PCGrad and the conflict monitor 
 :mod:`mtl_tl.gradient_surgery`; this module re-exports them, builds any of them by name
 (:func:`make_strategy`) and trains with them.
 
-Names of what the strategies log in ``History.logs`` (epoch means of each step):
+Names of what the loss strategies log in ``History.logs`` (epoch means of each step):
 ``weight/<task>`` (effective weights), ``log_var/<task>`` (uncertainty),
 ``gradnorm/<task>`` and ``gradnorm/loss`` (GradNorm), ``pcgrad/conflicts`` and
 ``pcgrad/conflict_fraction`` (PCGrad), and ``cos/<a>|<b>`` (pairwise cosine of the
@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("equal", "fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
-"""The strategy names :func:`make_strategy` and :func:`train_jointly` accept."""
+"""The loss strategy names :func:`make_strategy` and :func:`train_jointly` accept."""
 
 
 # -------------------------------------------------------------------------- factory
@@ -135,37 +135,43 @@ def make_strategy(name: str, tasks: Sequence[Task], **kwargs: Any) -> LossStrate
             (``alpha``, ``lr``, ``layer``), ``"dwa"`` (``temperature``),
             ``"pcgrad"`` (``seed``, ``reduction``).
         tasks: the tasks, with unique names and a head each.
-        kwargs: the strategy's options, as listed above.
+        kwargs: the loss strategy's options, as listed above.
 
     Returns:
         A fresh :class:`~mtl_tl.engine.LossStrategy`.
     """
     check_choice("name", name, STRATEGIES)
     tasks = _check_task_list(tasks)
-    names = [t.name for t in tasks]
     unknown = sorted(set(kwargs) - set(_OPTIONS[name]))
     if unknown:
         accepted = ", ".join(_OPTIONS[name]) or "none"
-        raise TypeError(f"strategy {name!r} got unknown option(s) {unknown}; it accepts: {accepted}")
+        raise TypeError(f"loss strategy {name!r} got unknown option(s) {unknown}; it accepts: {accepted}")
+    return _build_strategy(name, tasks, kwargs)
+
+
+def _build_strategy(name: str, tasks: list[Task], options: Mapping[str, Any]) -> LossStrategy:
+    # make_strategy after its checks of name, tasks and option names; the options'
+    # values are checked by the loss strategy's constructor.
+    names = [t.name for t in tasks]
     if name == "equal":
         return EqualWeighting()
     if name == "fixed":
-        if "weights" not in kwargs:
-            raise ValueError(f"strategy 'fixed' needs weights={{task_name: weight}} for tasks {names}")
-        weights = kwargs["weights"]
+        if "weights" not in options:
+            raise ValueError(f"loss strategy 'fixed' needs weights={{task_name: weight}} for tasks {names}")
+        weights = options["weights"]
         if isinstance(weights, Mapping) and set(weights) != set(names):
             raise ValueError(f"weights names tasks {sorted(weights)} but the tasks are {sorted(names)}")
         return FixedWeights(weights)
     if name == "uncertainty":
-        kinds = kwargs["task_kinds"] if "task_kinds" in kwargs else {t.name: _task_kind(t) for t in tasks}
+        kinds = options["task_kinds"] if "task_kinds" in options else {t.name: _task_kind(t) for t in tasks}
         if isinstance(kinds, Mapping) and set(kinds) != set(names):
             raise ValueError(f"task_kinds names tasks {sorted(kinds)} but the tasks are {sorted(names)}")
-        return UncertaintyWeighting(kinds, lr=kwargs.get("lr"))
+        return UncertaintyWeighting(kinds, lr=options.get("lr"))
     if name == "gradnorm":
-        return GradNorm(**kwargs)
+        return GradNorm(**options)
     if name == "dwa":
-        return DWA(**kwargs)
-    return PCGrad(**kwargs)
+        return DWA(**options)
+    return PCGrad(**options)
 
 
 # ------------------------------------------------------------------------- training
@@ -182,29 +188,30 @@ def train_jointly(
 ) -> History:
     """Multi-task learning, eq. 3.2: all tasks trained at once on one shared trunk (chapter 4.2).
 
-    Every step draws a batch for each task, and the strategy turns the task losses
+    Every step draws a batch for each task, and the loss strategy turns the task losses
     ``{name: L_i}`` into one update (default: the plain sum ``sum_i L_i``).
 
     Args:
         trunk: the shared network ``(N, C, H, W) -> (N, D)``; trained in place.
         tasks: the tasks, each with its own head (trained in place).
-        strategy: a name for :func:`make_strategy` (``"equal"``, ``"uncertainty"``,
-            ``"gradnorm"``, ``"dwa"``, ``"pcgrad"``; ``"fixed"`` needs weights, so pass
-            ``FixedWeights(...)``) or a :class:`~mtl_tl.engine.LossStrategy`.
+        strategy: the loss strategy: a name for :func:`make_strategy` (``"equal"``,
+            ``"uncertainty"``, ``"gradnorm"``, ``"dwa"``, ``"pcgrad"``; ``"fixed"`` needs
+            weights, so pass ``FixedWeights(...)``) or a :class:`~mtl_tl.engine.LossStrategy`.
         epochs: passes over the longest training stream.
         monitor_conflicts: also log the pairwise gradient cosines ``cos/<a>|<b>``
-            (wraps the strategy in :class:`~mtl_tl.gradient_surgery.ConflictMonitor`).
+            (wraps the loss strategy in :class:`~mtl_tl.gradient_surgery.ConflictMonitor`).
         fit_kwargs: passed to :func:`mtl_tl.engine.fit` (``lr``, ``batch_size``, ``device``, ...).
 
     Returns:
-        The :class:`~mtl_tl.engine.History`; ``history.logs`` holds the strategy's logs.
+        The :class:`~mtl_tl.engine.History`; ``history.logs`` holds the loss strategy's logs.
     """
-    tasks = _check_task_list(tasks)
+    # fit checks the tasks and the loss strategy; a name needs the tasks checked first.
     if isinstance(strategy, str):
         check_choice("strategy", strategy, STRATEGIES)
-        strategy = make_strategy(strategy, tasks)
-    check_type("strategy", strategy, LossStrategy)
-    if monitor_conflicts and not isinstance(strategy, (ConflictMonitor, PCGrad)):
+        strategy = _build_strategy(strategy, _check_task_list(tasks), {})
+    # Anything but a LossStrategy goes on unwrapped, so that fit's error names strategy=.
+    already_logs_cosines = isinstance(strategy, (ConflictMonitor, PCGrad))
+    if monitor_conflicts and isinstance(strategy, LossStrategy) and not already_logs_cosines:
         strategy = ConflictMonitor(strategy)
     return fit(trunk, tasks, epochs=epochs, strategy=strategy, **fit_kwargs)
 
@@ -249,22 +256,22 @@ def train_sequentially(
         tasks: the tasks in training order; each needs train and test data.
         epochs_per_task: epochs of each stage.
         fit_kwargs: passed to :func:`mtl_tl.engine.fit` for every stage
-            (``lr``, ``batch_size``, ``device``, ...; not ``epochs`` or ``strategy``).
+            (``lr``, ``batch_size``, ``device``, ...; not ``epochs`` or the loss ``strategy``).
 
     Returns:
         A :class:`SequentialResult`: the (stage, task, metric) table and the forgetting.
     """
     import pandas as pd
 
-    tasks = _check_task_list(tasks)
-    check_tasks(tasks, split="train")
+    # Checked up front: a task without data must not fail after the earlier stages trained.
+    tasks = check_tasks(tasks, split="train")
     check_tasks(tasks, split="test")
     epochs_per_task = check_int("epochs_per_task", epochs_per_task, min_value=1)
     clash = sorted({"epochs", "strategy"} & set(fit_kwargs))
     if clash:
         raise TypeError(
             f"train_sequentially got {clash}; use epochs_per_task for the length of each stage "
-            "(each stage trains one task, so there is no strategy to choose)"
+            "(each stage trains one task, so there is no loss strategy to choose)"
         )
     net = MultiTaskNet(trunk, {t.name: t.head for t in tasks})
     rows: list[dict[str, Any]] = []

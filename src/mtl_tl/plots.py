@@ -15,8 +15,8 @@ Importing this module changes no global setting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -25,10 +25,22 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
-from ._checks import check_choice, check_type
-from .engine import History
+from ._checks import check_choice, check_frame, check_metric
+from ._plotting import (
+    as_history,
+    domain_names,
+    epoch_axis,
+    features_domains_labels,
+    figure_and_axes,
+    legend_if_several,
+    log_series,
+    metric_label,
+    one_row_per_point,
+)
+
+if TYPE_CHECKING:
+    from .engine import History  # only for the annotations: the figures need no engine
 
 __all__ = [
     "PALETTE",
@@ -71,96 +83,13 @@ def use_book_style() -> None:
     matplotlib.rcParams.update(BOOK_STYLE)
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, Axes]:
-    if ax is None:
-        # pyplot is imported here, not at import time, so that importing this module
-        # leaves the backend choice to the caller (tests pick Agg first).
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=figsize)
-        # Detach from pyplot: the returned figure is then displayed once by a notebook,
-        # not a second time by the inline backend's end-of-cell flush.
-        plt.close(fig)
-        return fig, ax
-    if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-    return ax.figure, ax
-
-
-def _epoch_axis(ax: Axes) -> None:
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 2.5" ticks
-
-
-def _legend(ax: Axes, series: int, **kwargs: Any) -> None:
-    if series > 1:
-        ax.legend(**kwargs)
-
-
-def _metric_label(metric: str) -> str:
-    """An axis label with units for a metric name."""
-    lower = metric.lower()
-    if "acc" in lower:
-        return f"{metric} (fraction correct)"
-    if "mse" in lower:
-        return f"{metric} (squared target units)"
-    if "loss" in lower:
-        return f"{metric} (mean per example)"
-    return f"{metric} (task metric, higher is better)"
-
-
-def _check_history(history: Any) -> History:
-    check_type("history", history, History)
-    return history
-
-
-def _check_frame(name: str, df: Any, columns: Sequence[str]) -> pd.DataFrame:
-    check_type(name, df, pd.DataFrame)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(df.columns)}")
-    if df.empty:
-        raise ValueError(f"{name} is empty; it needs at least one row")
-    return df
-
-
-def _one_metric(summary: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, str]:
-    """The rows of one metric of a :func:`mtl_tl.experiments.summarize` table."""
-    metrics = list(dict.fromkeys(summary["metric"]))
-    if metric is None:
-        if len(metrics) > 1:
-            raise ValueError(f"summary holds several metrics {metrics}; pass metric= one of them")
-        metric = metrics[0]
-    elif metric not in metrics:
-        raise ValueError(f"metric={metric!r} is not in summary; choose one of: {metrics}")
-    return summary[summary["metric"] == metric], metric
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python value, so that messages read ``1``, not ``np.int64(1)``."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _check_unique(rows: pd.DataFrame, keys: list[str], name: str) -> None:
-    duplicated = rows.duplicated(subset=keys, keep=False)
-    if duplicated.any():
-        others = [c for c in rows.columns if c not in (*keys, "mean", "std", "n")]
-        varying = [c for c in others if rows[c].nunique(dropna=False) > 1]
-        first = rows[duplicated].iloc[0]
-        raise ValueError(
-            f"{name} has several rows for {({k: _plain(first[k]) for k in keys})} (they differ in {varying}); "
-            "filter the table to one configuration per point first"
-        )
-
-
 def learning_curves(
     history: History,
     *,
     key: str = "metric",
     tasks: Sequence[str] | None = None,
     ylabel: str | None = None,
-    title: str | None = None,
-    ax: Axes | None = None,
+    title: str | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Training (solid) and test (dashed) ``key`` of each task per epoch (chapter 4.1).
 
@@ -174,7 +103,7 @@ def learning_curves(
     Returns:
         The figure, with one line per (task, split) recorded.
     """
-    history = _check_history(history)
+    history = as_history(history)
     check_choice("key", key, ("metric", "loss"))
     if not history.records:
         raise ValueError("history.records is empty; train with mtl_tl.engine.fit first")
@@ -187,7 +116,7 @@ def learning_curves(
         unknown = [t for t in tasks if t not in recorded]
         if unknown or not tasks:
             raise ValueError(f"tasks={list(tasks)} names no recorded task; recorded: {recorded}")
-    fig, ax = _axes(ax)
+    fig, ax = figure_and_axes(ax)
     series = 0
     for i, task in enumerate(tasks):
         for split, style in (("train", "-"), ("test", "--")):
@@ -197,11 +126,20 @@ def learning_curves(
                 ax.plot(x, y, style, marker="o", markersize=3, color=PALETTE[i % len(PALETTE)],
                         label=f"{task} ({split})")
                 series += 1
-    _epoch_axis(ax)
+    epoch_axis(ax)
     ax.set_ylabel(ylabel or ("metric (accuracy: fraction correct)" if key == "metric" else "loss (mean per example)"))
     ax.set_title(title or f"Learning curves: {key} per epoch, train solid, test dashed")
-    _legend(ax, series)
+    legend_if_several(ax, series)
     return fig
+
+
+def _summary_rows(summary: Any, metric: str | None, keys: list[str]) -> tuple[pd.DataFrame, str]:
+    """The rows of one metric of a :func:`mtl_tl.experiments.summarize` table, one per point ``keys``."""
+    summary = check_frame("summary", summary, [*keys, "metric", "mean", "std"])
+    metric = check_metric("summary", summary, metric)
+    rows = summary[summary["metric"] == metric]
+    one_row_per_point(rows, keys, "summary")
+    return rows, metric
 
 
 def accuracy_vs_labels(
@@ -210,10 +148,8 @@ def accuracy_vs_labels(
     x: str = "k",
     hue: str | None = "method",
     metric: str | None = None,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
-    title: str | None = None,
-    ax: Axes | None = None,
+    xlabel: str | None = None, ylabel: str | None = None,
+    title: str | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Mean metric against the number of labelled examples, with std error bars over seeds (chapter 4.1).
 
@@ -230,14 +166,10 @@ def accuracy_vs_labels(
     Returns:
         The figure, with one error-bar line per value of ``hue``.
     """
-    columns = [x, "metric", "mean", "std"] + ([hue] if hue is not None else [])
-    summary = _check_frame("summary", summary, columns)
-    rows, metric = _one_metric(summary, metric)
+    rows, metric = _summary_rows(summary, metric, [x] + ([hue] if hue is not None else []))
     if not pd.api.types.is_numeric_dtype(rows[x]):
         raise TypeError(f"summary[{x!r}] must be numeric to be an axis, got dtype {rows[x].dtype}")
-    keys = [x] + ([hue] if hue is not None else [])
-    _check_unique(rows, keys, "summary")
-    fig, ax = _axes(ax)
+    fig, ax = figure_and_axes(ax)
     groups = [(None, rows)] if hue is None else list(rows.groupby(hue, sort=False, dropna=False))
     for i, (name, group) in enumerate(groups):
         group = group.sort_values(x)
@@ -249,9 +181,9 @@ def accuracy_vs_labels(
         ax.set_xscale("log")
     base = xlabel or ("labelled examples per class" if x == "k" else x)
     ax.set_xlabel(f"{base} (log scale)" if log else base)
-    ax.set_ylabel(ylabel or f"{_metric_label(metric)}, mean ± std")
+    ax.set_ylabel(ylabel or f"{metric_label(metric)}, mean ± std")
     ax.set_title(title or f"{metric} against {base}")
-    _legend(ax, len(groups), title=hue)
+    legend_if_several(ax, len(groups), title=hue)
     return fig
 
 
@@ -262,8 +194,7 @@ def per_task_bars(
     hue: str = "method",
     metric: str | None = None,
     ylabel: str | None = None,
-    title: str | None = None,
-    ax: Axes | None = None,
+    title: str | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Grouped bars: the mean metric of each task per method, with std error bars (chapter 4.2).
 
@@ -279,12 +210,10 @@ def per_task_bars(
     Returns:
         The figure, with one bar per (task, method) row of the summary.
     """
-    summary = _check_frame("summary", summary, [task_col, hue, "metric", "mean", "std"])
-    rows, metric = _one_metric(summary, metric)
-    _check_unique(rows, [task_col, hue], "summary")
+    rows, metric = _summary_rows(summary, metric, [task_col, hue])
     task_names = list(dict.fromkeys(rows[task_col]))
     methods = list(dict.fromkeys(rows[hue]))
-    fig, ax = _axes(ax, figsize=(max(6.0, 1.5 * len(task_names)), 4.0))
+    fig, ax = figure_and_axes(ax, figsize=(max(6.0, 1.5 * len(task_names)), 4.0))
     width = 0.8 / len(methods)
     positions = np.arange(len(task_names))
     for i, method in enumerate(methods):
@@ -295,36 +224,29 @@ def per_task_bars(
                color=PALETTE[i % len(PALETTE)], label=str(method))
     ax.set_xticks(positions, [str(t) for t in task_names])
     ax.set_xlabel(f"{task_col} (one group of bars each)")
-    ax.set_ylabel(ylabel or f"{_metric_label(metric)}, mean ± std")
+    ax.set_ylabel(ylabel or f"{metric_label(metric)}, mean ± std")
     ax.set_title(title or f"{metric} per {task_col} and {hue}")
-    _legend(ax, len(methods), title=hue)
+    legend_if_several(ax, len(methods), title=hue)
     return fig
 
 
-def _log_series(history: History, prefix: str) -> dict[str, tuple[list[int], list[float]]]:
-    """``{name: (epochs, values)}`` of the strategy logs whose key starts with ``prefix``."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for entry in history.logs:
-        key = entry.get("key")
-        if isinstance(key, str) and key.startswith(prefix):
-            epochs, values = series.setdefault(key[len(prefix):], ([], []))
-            epochs.append(entry["epoch"])
-            values.append(float(entry["value"]))
-    if not series:
-        keys = sorted({str(e.get("key")) for e in history.logs})
-        raise ValueError(
-            f"history.logs has no '{prefix}...' keys; present: {keys[:12] or 'none'}. "
-            "Train with a strategy that logs them (see mtl_tl.multitask)"
-        )
-    return series
+def _log_figure(history: History, prefix: str, ax: Axes | None, *, ylabel: str, title: str, legend_title: str,
+                label: Callable[[str], str] = str, zero_line: bool = False) -> Figure:
+    """One line per series of the strategy logs ``prefix<name>`` against the epoch, labelled ``label(name)``."""
+    series = log_series(as_history(history), prefix)
+    fig, ax = figure_and_axes(ax)
+    if zero_line:
+        ax.axhline(0.0, color="grey", linewidth=1, linestyle=":")
+    for i, (name, (epochs, values)) in enumerate(series.items()):
+        ax.plot(epochs, values, marker="o", markersize=3, color=PALETTE[i % len(PALETTE)], label=label(name))
+    epoch_axis(ax)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    legend_if_several(ax, len(series), title=legend_title)
+    return fig
 
 
-def weight_trajectories(
-    history: History,
-    *,
-    title: str | None = None,
-    ax: Axes | None = None,
-) -> Figure:
+def weight_trajectories(history: History, *, title: str | None = None, ax: Axes | None = None) -> Figure:
     """The weight of each task's loss per epoch, from the logs ``"weight/<task>"`` (chapter 3).
 
     Args:
@@ -335,23 +257,11 @@ def weight_trajectories(
     Returns:
         The figure, with one line per task.
     """
-    series = _log_series(_check_history(history), "weight/")
-    fig, ax = _axes(ax)
-    for i, (task, (epochs, values)) in enumerate(series.items()):
-        ax.plot(epochs, values, marker="o", markersize=3, color=PALETTE[i % len(PALETTE)], label=task)
-    _epoch_axis(ax)
-    ax.set_ylabel("task weight (multiplier of the task's loss, unitless)")
-    ax.set_title(title or "Task weights per epoch (epoch mean)")
-    _legend(ax, len(series), title="task")
-    return fig
+    return _log_figure(history, "weight/", ax, ylabel="task weight (multiplier of the task's loss, unitless)",
+                       title=title or "Task weights per epoch (epoch mean)", legend_title="task")
 
 
-def gradient_conflict(
-    history: History,
-    *,
-    title: str | None = None,
-    ax: Axes | None = None,
-) -> Figure:
+def gradient_conflict(history: History, *, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Cosine between two tasks' gradients on the shared trunk per epoch, logs ``"cos/<a>|<b>"`` (chapter 3).
 
     Below the zero line the tasks pull the shared weights in opposing directions:
@@ -365,29 +275,34 @@ def gradient_conflict(
     Returns:
         The figure, with one line per task pair, and a grey zero line.
     """
-    series = _log_series(_check_history(history), "cos/")
-    fig, ax = _axes(ax)
-    ax.axhline(0.0, color="grey", linewidth=1, linestyle=":")
-    for i, (pair, (epochs, values)) in enumerate(series.items()):
-        ax.plot(epochs, values, marker="o", markersize=3, color=PALETTE[i % len(PALETTE)],
-                label=pair.replace("|", " vs "))
-    _epoch_axis(ax)
-    ax.set_ylabel("cosine of task gradients (-1 opposed to 1 aligned)")
-    ax.set_title(title or "Gradient conflict: cosine between task gradients per epoch")
-    _legend(ax, len(series), title="task pair")
-    return fig
+    return _log_figure(history, "cos/", ax, ylabel="cosine of task gradients (-1 opposed to 1 aligned)",
+                       title=title or "Gradient conflict: cosine between task gradients per epoch",
+                       legend_title="task pair", label=lambda pair: pair.replace("|", " vs "), zero_line=True)
 
 
-def _as_array(name: str, value: Any, ndim: int) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        array = value.detach().cpu().numpy()
-    elif isinstance(value, (np.ndarray, Sequence, pd.Series)) and not isinstance(value, (str, bytes)):
-        array = np.asarray(value)
-    else:
-        raise TypeError(f"{name} must be a tensor, array or sequence, got {type(value).__name__}")
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    return array
+def _scatter_by_domain(ax: Axes, xy: np.ndarray, domain: np.ndarray, label: np.ndarray | None,
+                       shown: dict[Any, str]) -> None:
+    """One colour per domain; with labels, one marker shape per class and a legend of both."""
+    classes = [] if label is None else list(dict.fromkeys(label.tolist()))
+    for i, d in enumerate(shown):
+        color = PALETTE[i % len(PALETTE)]
+        rows = domain == d
+        if label is None:
+            ax.scatter(xy[rows, 0], xy[rows, 1], s=12, alpha=0.7, color=color, label=shown[d])
+            continue
+        for j, c in enumerate(classes):
+            part = rows & (label == c)
+            if part.any():
+                ax.scatter(xy[part, 0], xy[part, 1], s=14, alpha=0.7, color=color, marker=_MARKERS[j % len(_MARKERS)])
+    if label is None:
+        legend_if_several(ax, len(shown), title="domain")
+        return
+    # Two keys in one legend: colour says the domain, marker shape the class.
+    handles = [Line2D([], [], linestyle="", marker="o", color=PALETTE[i % len(PALETTE)], label=name)
+               for i, name in enumerate(shown.values())]
+    handles += [Line2D([], [], linestyle="", marker=_MARKERS[j % len(_MARKERS)], color="grey",
+                       label=f"class {c}") for j, c in enumerate(classes)]
+    ax.legend(handles=handles, fontsize="small")
 
 
 def feature_pca(
@@ -396,8 +311,7 @@ def feature_pca(
     *,
     labels: torch.Tensor | np.ndarray | Sequence[Any] | None = None,
     names: Mapping[Any, str] | Sequence[str] | None = None,
-    title: str | None = None,
-    ax: Axes | None = None,
+    title: str | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Features projected on their first two principal components, coloured by domain (chapter 4.1).
 
@@ -417,57 +331,48 @@ def feature_pca(
     """
     from sklearn.decomposition import PCA
 
-    x = _as_array("features", features, 2).astype(float)
-    if len(x) < 2 or x.shape[1] < 2:
-        raise ValueError(f"features must be (N, D) with N >= 2 and D >= 2 for a 2-D PCA, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("features contain NaN or infinite values")
-    domain = _as_array("domains", domains, 1)
-    if len(domain) != len(x):
-        raise ValueError(f"domains must have one entry per row of features ({len(x)}), got {len(domain)}")
-    label = None if labels is None else _as_array("labels", labels, 1)
-    if label is not None and len(label) != len(x):
-        raise ValueError(f"labels must have one entry per row of features ({len(x)}), got {len(label)}")
-    if names is not None and not isinstance(names, (Mapping, Sequence)):
-        raise TypeError(f"names must be a mapping {{id: name}} or a sequence of names, got {type(names).__name__}")
-
-    def display(d: Any) -> str:
-        if names is None:
-            return str(d)
-        try:
-            return str(names[d] if isinstance(names, Mapping) else names[int(d)])
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ValueError(f"names has no entry for domain {d!r}") from None
-
+    x, domain, label = features_domains_labels(features, domains, labels)
+    shown = domain_names(domain, names)
     pca = PCA(n_components=2, random_state=0)
     xy = pca.fit_transform(x)
     v1, v2 = pca.explained_variance_ratio_
-    fig, ax = _axes(ax, figsize=(6.0, 5.0))
-    kinds = list(dict.fromkeys(domain.tolist()))
-    classes = [] if label is None else list(dict.fromkeys(label.tolist()))
-    for i, d in enumerate(kinds):
-        color = PALETTE[i % len(PALETTE)]
-        rows = domain == d
-        if label is None:
-            ax.scatter(xy[rows, 0], xy[rows, 1], s=12, alpha=0.7, color=color, label=display(d))
-            continue
-        for j, c in enumerate(classes):
-            part = rows & (label == c)
-            if part.any():
-                ax.scatter(xy[part, 0], xy[part, 1], s=14, alpha=0.7, color=color, marker=_MARKERS[j % len(_MARKERS)])
-    if label is not None:
-        # Two keys in one legend: colour says the domain, marker shape the class.
-        handles = [Line2D([], [], linestyle="", marker="o", color=PALETTE[i % len(PALETTE)], label=display(d))
-                   for i, d in enumerate(kinds)]
-        handles += [Line2D([], [], linestyle="", marker=_MARKERS[j % len(_MARKERS)], color="grey",
-                           label=f"class {c}") for j, c in enumerate(classes)]
-        ax.legend(handles=handles, fontsize="small")
-    else:
-        _legend(ax, len(kinds), title="domain")
+    fig, ax = figure_and_axes(ax, figsize=(6.0, 5.0))
+    _scatter_by_domain(ax, xy, domain, label, shown)
     ax.set_xlabel(f"principal component 1 (feature units, {v1:.0%} of variance)")
     ax.set_ylabel(f"principal component 2 (feature units, {v2:.0%} of variance)")
     ax.set_title(title or f"PCA of features by domain: {v1 + v2:.0%} of variance explained")
     return fig
+
+
+def _grid(table: pd.DataFrame, row: str, col: str, value: str) -> tuple[list, list, np.ndarray]:
+    """The values of ``row`` and ``col`` in order of appearance, and ``value`` on that grid (NaN: no row)."""
+    rows = list(dict.fromkeys(table[row]))
+    cols = list(dict.fromkeys(table[col]))
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for r, c, v in zip(table[row], table[col], table[value]):
+        grid[rows.index(r), cols.index(c)] = v
+    if not np.isfinite(grid).any():
+        raise ValueError(f"table[{value!r}] holds no finite value")
+    return rows, cols, grid
+
+
+def _colour_scale(grid: np.ndarray, center: float | None) -> tuple[str, float, float]:
+    """A sequential map over the values, or a diverging one symmetric about ``center``."""
+    finite = grid[np.isfinite(grid)]
+    if center is None:
+        return "viridis", float(finite.min()), float(finite.max())
+    reach = float(np.abs(finite - center).max()) or 1.0
+    return "PuOr", center - reach, center + reach
+
+
+def _annotate(ax: Axes, image: Any, grid: np.ndarray, fmt: str) -> None:
+    """Each finite cell's value, in white on dark colours and black on light ones."""
+    colormap = image.get_cmap()
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            red, green, blue, _ = colormap(image.norm(v))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            ax.text(j, i, fmt.format(v), ha="center", va="center", color="white" if dark else "black")
 
 
 def decision_map(
@@ -479,10 +384,8 @@ def decision_map(
     annotate: bool = True,
     fmt: str = "{:.2f}",
     center: float | None = None,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
-    title: str | None = None,
-    ax: Axes | None = None,
+    xlabel: str | None = None, ylabel: str | None = None,
+    title: str | None = None, ax: Axes | None = None,
 ) -> Figure:
     """Heatmap of ``value`` over two conditions, e.g. where MTL beats TL (chapter 5).
 
@@ -501,43 +404,21 @@ def decision_map(
     Returns:
         The figure (its Axes holds the image, a second Axes the colour bar).
     """
-    table = _check_frame("table", table, [row, col, value])
+    table = check_frame("table", table, [row, col, value])
     if not pd.api.types.is_numeric_dtype(table[value]):
         raise TypeError(f"table[{value!r}] must be numeric, got dtype {table[value].dtype}")
-    duplicated = table.duplicated(subset=[row, col], keep=False)
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
-        raise ValueError(
-            f"table has several rows for {row}={_plain(first[row])!r}, {col}={_plain(first[col])!r}; "
-            "give one per cell"
-        )
+    one_row_per_point(table, [row, col], "table")
     try:
         fmt.format(1.0)
     except (ValueError, IndexError, KeyError) as error:
         raise ValueError(f"fmt={fmt!r} cannot format a number ({error}); use e.g. '{{:.2f}}'") from None
-    rows = list(dict.fromkeys(table[row]))
-    cols = list(dict.fromkeys(table[col]))
-    grid = np.full((len(rows), len(cols)), np.nan)
-    for r, c, v in zip(table[row], table[col], table[value]):
-        grid[rows.index(r), cols.index(c)] = v
-    finite = grid[np.isfinite(grid)]
-    if finite.size == 0:
-        raise ValueError(f"table[{value!r}] holds no finite value")
-    if center is None:
-        cmap, vmin, vmax = "viridis", float(finite.min()), float(finite.max())
-    else:
-        reach = float(np.abs(finite - center).max()) or 1.0
-        cmap, vmin, vmax = "PuOr", center - reach, center + reach
-    fig, ax = _axes(ax, figsize=(1.0 + 1.1 * len(cols), 1.0 + 0.8 * len(rows)))
+    rows, cols, grid = _grid(table, row, col, value)
+    cmap, vmin, vmax = _colour_scale(grid, center)
+    fig, ax = figure_and_axes(ax, figsize=(1.0 + 1.1 * len(cols), 1.0 + 0.8 * len(rows)))
     image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     fig.colorbar(image, ax=ax, label=value)
     if annotate:
-        colormap = image.get_cmap()
-        for (i, j), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                red, green, blue, _ = colormap(image.norm(v))
-                dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-                ax.text(j, i, fmt.format(v), ha="center", va="center", color="white" if dark else "black")
+        _annotate(ax, image, grid, fmt)
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
     ax.grid(False)

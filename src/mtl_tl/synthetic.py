@@ -40,6 +40,7 @@ COLOURS = ("red", "yellow", "green", "blue", "magenta")
 _HUE_STEP = 360.0 / len(COLOURS)  # degrees between two colour classes
 _RADIUS = (0.12, 0.30)  # outer radius of a shape, as a fraction of the image side
 _INVERT_ONSET = 0.5  # relatedness at which contrast inversion starts (see Domain.interpolate)
+_DOMAIN_LIMITS = {"texture": 1.0, "noise": 1.0, "hue_shift": 360.0, "rotation": 180.0, "invert_prob": 1.0}
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,8 @@ class Domain:
     invert_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        check_float("texture", self.texture, min_value=0.0, max_value=1.0)
-        check_float("noise", self.noise, min_value=0.0, max_value=1.0)
-        check_float("hue_shift", self.hue_shift, min_value=0.0, max_value=360.0)
-        check_float("rotation", self.rotation, min_value=0.0, max_value=180.0)
-        check_probability("invert_prob", self.invert_prob)
+        for name, largest in _DOMAIN_LIMITS.items():
+            check_float(name, getattr(self, name), min_value=0.0, max_value=largest)
 
     @classmethod
     def interpolate(cls, strength: float) -> Domain:

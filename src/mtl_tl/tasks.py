@@ -8,7 +8,7 @@ of tasks *jointly*, and :func:`mtl_tl.engine.evaluate` measures each of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -112,19 +112,19 @@ class Task:
 
     def target(self, y: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         """This task's labels out of a batch's ``y`` (a tensor, or a dict for multi-label data)."""
-        if isinstance(y, Mapping):
-            if self.label_key not in y:
-                raise KeyError(
-                    f"task {self.name!r} reads label {self.label_key!r}, but the data holds "
-                    f"{', '.join(y)}; set Task(label=...)"
-                )
+        if not isinstance(y, Mapping):
+            return y
+        try:  # no check per step: a missing label surfaces here, explained, on first use
             return y[self.label_key]
-        return y
+        except KeyError:
+            raise KeyError(
+                f"task {self.name!r} reads label {self.label_key!r}, but the data holds "
+                f"{', '.join(y)}; set Task(label=...)"
+            ) from None
 
     def _check_data(self, split: str, data: TensorData) -> None:
+        # TensorData is never empty, so target holds at least one label.
         target = self.target(data.y)
-        if len(target) == 0:
-            raise ValueError(f"task {self.name!r}: {split} data is empty")
         is_classification = self.loss == "cross_entropy"
         if not is_classification:
             return
@@ -161,8 +161,16 @@ def _out_features(head: nn.Module) -> int | None:
     return None if last is None else last.out_features
 
 
-def check_tasks(tasks: Iterable[Task], *, split: str = "train") -> list[Task]:
-    """Validate a list of tasks: at least one, all :class:`Task`, unique names, data present."""
+def check_tasks(tasks: Task | Iterable[Task], *, split: str = "train") -> list[Task]:
+    """Validate tasks once, where a user calls in (:func:`mtl_tl.engine.fit`, ``evaluate``, ...).
+
+    At least one, all :class:`Task`, unique names, ``split`` data present, and every
+    data object (train and test) a :class:`~mtl_tl.data.TensorData` or a non-empty
+    iterable of ``(x, y)`` batches. The loops behind the entry points trust the result.
+
+    Returns:
+        The tasks as a list (one task becomes a list of one).
+    """
     if isinstance(tasks, Task):
         tasks = [tasks]
     tasks = list(tasks)
@@ -177,4 +185,14 @@ def check_tasks(tasks: Iterable[Task], *, split: str = "train") -> list[Task]:
     missing = [t.name for t in tasks if getattr(t, split) is None]
     if missing:
         raise ValueError(f"task(s) {missing} have no {split} data; set Task({split}=...)")
+    for t in tasks:
+        for which in ("train", "test"):
+            data = getattr(t, which)
+            if data is not None and not isinstance(data, (TensorData, Iterable)):
+                raise TypeError(
+                    f"task {t.name!r}: {which} data must be a TensorData or an iterable of (x, y) "
+                    f"batches such as a DataLoader, got {type(data).__name__}"
+                )
+            if isinstance(data, Sized) and len(data) == 0:
+                raise ValueError(f"task {t.name!r}: the {which} data yields no batch")
     return tasks

@@ -1,11 +1,11 @@
 """Loss weighting for multi-task learning: how much each task's loss counts (chapter 3).
 
 Eq. 3.2 sums the task losses; eq. 3.1 puts a ``lambda`` in front of one of them. The
-strategies here choose those weights, by hand or as training goes, and then
+loss strategies here choose those weights, by hand or as training goes, and then
 back-propagate ``sum_i w_i L_i`` through the one loop :func:`mtl_tl.engine.fit`:
 
 =============================  ==========================================================
-strategy                       weight ``w_i`` of task ``i``
+loss strategy                  weight ``w_i`` of task ``i``
 =============================  ==========================================================
 :class:`EqualWeighting`        1 (eq. 3.2)
 :class:`FixedWeights`          chosen by hand (eq. 3.1's ``lambda``)
@@ -14,10 +14,14 @@ strategy                       weight ``w_i`` of task ``i``
 :class:`DWA`                   from the ratio of the last two epoch losses
 =============================  ==========================================================
 
-Strategies that edit the task *gradients* rather than weight the losses (PCGrad) are in
-:mod:`mtl_tl.gradient_surgery`; :mod:`mtl_tl.multitask` builds any of them by name and
+Loss strategies that edit the task *gradients* rather than weight the losses (PCGrad) are
+in :mod:`mtl_tl.gradient_surgery`; :mod:`mtl_tl.multitask` builds any of them by name and
 trains with them. The loss-scale convention (a sum over tasks, never a mean) is
 explained there.
+
+Task names are checked once per run, in :meth:`~mtl_tl.engine.LossStrategy.prepare`
+(which :func:`~mtl_tl.engine.fit` calls before the first step); ``backward`` runs every
+step and trusts the losses the engine hands it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 
 from ._checks import check_choice, check_float, check_type
 from .engine import LossStrategy
+from .models import MultiTaskNet
 
 __all__ = [
     "TASK_KINDS",
@@ -46,20 +51,11 @@ TASK_KINDS = ("classification", "regression")
 """The task kinds of :class:`UncertaintyWeighting`, which set its factor ``c_i`` (1 or 1/2)."""
 
 
-def _check_losses(losses: Any) -> dict[str, torch.Tensor]:
-    if not isinstance(losses, Mapping) or not losses:
-        raise ValueError(f"losses must be a non-empty mapping {{task_name: scalar tensor}}, got {losses!r:.80}")
-    for name, loss in losses.items():
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError(f"losses[{name!r}] must be a scalar tensor, got {loss!r:.80}")
-    return dict(losses)
-
-
-def _check_same_tasks(what: str, expected: Sequence[str], losses: Mapping[str, Any]) -> None:
-    if set(expected) != set(losses):
+def _check_same_tasks(what: str, expected: Sequence[str], given: Sequence[str]) -> None:
+    if set(expected) != set(given):
         raise ValueError(
-            f"{what} was set up for tasks {sorted(expected)} but got losses for {sorted(losses)}; "
-            "use one strategy object per set of tasks"
+            f"{what} was set up for tasks {sorted(expected)} but was given tasks {sorted(given)}; "
+            "use one loss strategy object per set of tasks"
         )
 
 
@@ -67,7 +63,7 @@ class EqualWeighting(LossStrategy):
     """Eq. 3.2 as written: the plain sum ``sum_i L_i``, every weight 1 (chapter 3).
 
     The network gradient is ``sum_i grad L_i``; this is also what
-    :func:`mtl_tl.engine.fit` does with no strategy.
+    :func:`mtl_tl.engine.fit` does with no loss strategy.
     """
 
     def __init__(self) -> None:
@@ -91,14 +87,14 @@ class FixedWeights(LossStrategy):
         if not any(w > 0 for w in self.fixed.values()):
             raise ValueError(f"weights are all 0 ({self.fixed}); at least one task needs a positive weight")
 
-    def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
-        """``sum_i w_i L_i`` backward; every task in ``losses`` must have a weight."""
-        missing = sorted(set(losses) - set(self.fixed))
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Checks, once per run, that every task being trained has a weight."""
+        super().prepare(net)
+        missing = sorted(set(net.heads) - set(self.fixed))
         if missing:
             raise ValueError(
                 f"weights has no entry for task(s) {missing}; weights given: {sorted(self.fixed)}"
             )
-        return super().backward(losses, shared)
 
 
 class UncertaintyWeighting(LossStrategy):
@@ -149,23 +145,37 @@ class UncertaintyWeighting(LossStrategy):
                 group["lr"] = self.lr
         return groups
 
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Checks, once per run, that ``task_kinds`` names exactly the tasks being trained."""
+        super().prepare(net)
+        _check_same_tasks("UncertaintyWeighting", self.names, list(net.heads))
+
     def weights(self, names: Sequence[str]) -> dict[str, float]:
         """The effective weight ``c_i exp(-s_i)`` of each task."""
-        _check_same_tasks("UncertaintyWeighting", self.names, names)
+        _check_same_tasks("UncertaintyWeighting", self.names, list(names))
+        return self._effective_weights()
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``sum_i c_i exp(-s_i) L_i + s_i / 2``: a scalar, differentiable in the net and ``s``.
+
+        Args:
+            losses: ``{task_name: scalar loss}`` for exactly the tasks of ``task_kinds``.
+        """
+        _check_same_tasks("UncertaintyWeighting", self.names, list(losses))
+        return self._weighted_sum(losses)
+
+    def _effective_weights(self) -> dict[str, float]:
         effective = (self.factors * torch.exp(-self.log_vars.detach())).tolist()
         return {n: w for n, w in zip(self.names, effective)}
 
-    def total_loss(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``sum_i c_i exp(-s_i) L_i + s_i / 2``: a scalar, differentiable in the net and ``s``."""
-        losses = _check_losses(losses)
-        _check_same_tasks("UncertaintyWeighting", self.names, losses)
+    def _weighted_sum(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack([losses[n].reshape(()) for n in self.names])
         return (self.factors * torch.exp(-self.log_vars) * stacked + self.log_vars / 2).sum()
 
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
         """Backward of :meth:`total_loss`; fills the network's and ``log_vars``' gradients."""
-        self.total_loss(losses).backward()
-        logs = {f"weight/{n}": w for n, w in self.weights(self.names).items()}
+        self._weighted_sum(losses).backward()
+        logs = {f"weight/{n}": w for n, w in self._effective_weights().items()}
         logs.update({f"log_var/{n}": float(s) for n, s in zip(self.names, self.log_vars.detach())})
         return logs
 
@@ -214,7 +224,9 @@ class GradNorm(LossStrategy):
                 f"layer={type(layer).__name__} has no parameter with ndim > 1 (a weight matrix); "
                 "pass a conv or linear layer, or its weight"
             )
-        self.layer = layer
+        # Set past nn.Module's bookkeeping: the layer belongs to the trunk, which fit's
+        # optimizer already trains; registered here it would be in two parameter groups.
+        object.__setattr__(self, "layer", layer)
         self.names: list[str] | None = None
         self.register_buffer("task_weights", None)
         self.register_buffer("initial_losses", None)
@@ -228,24 +240,32 @@ class GradNorm(LossStrategy):
 
     def shared_layer(self, shared: Sequence[torch.Tensor]) -> torch.Tensor:
         """The parameter ``W`` whose gradient norms are balanced (must be among ``shared``)."""
-        if self.layer is None:
-            candidates = [p for p in shared if p.ndim > 1]
-            if not candidates:
-                raise ValueError(
-                    "GradNorm found no shared parameter with ndim > 1 (every trunk weight matrix "
-                    "is frozen?); pass layer= a trainable trunk layer"
-                )
-            return candidates[-1]
-        if isinstance(self.layer, nn.Parameter):
-            chosen = self.layer
-        else:
-            chosen = [p for p in self.layer.parameters() if p.ndim > 1][-1]
+        if self.layer is None and not any(p.ndim > 1 for p in shared):
+            raise ValueError(
+                "GradNorm found no shared parameter with ndim > 1 (every trunk weight matrix "
+                "is frozen?); pass layer= a trainable trunk layer"
+            )
+        chosen = self._find_layer(shared)
         if not any(chosen is p for p in shared):
             raise ValueError(
                 f"layer (a parameter of shape {tuple(chosen.shape)}) is not a trainable shared "
                 "parameter of the trunk; pass a layer of the trunk that is not frozen"
             )
         return chosen
+
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Checks, once per run, the shared layer and (for a reused object) the tasks."""
+        super().prepare(net)
+        if self.names is not None:
+            _check_same_tasks("GradNorm", self.names, list(net.heads))
+        self.shared_layer([p for p in net.trunk.parameters() if p.requires_grad])
+
+    def _find_layer(self, shared: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.layer is None:
+            return [p for p in shared if p.ndim > 1][-1]
+        if isinstance(self.layer, nn.Parameter):
+            return self.layer
+        return [p for p in self.layer.parameters() if p.ndim > 1][-1]
 
     def _start(self, names: list[str], losses: torch.Tensor) -> None:
         self.names = names
@@ -266,17 +286,15 @@ class GradNorm(LossStrategy):
 
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
         """One GradNorm step: network gradient of ``sum_i w_i L_i``, then update ``w``."""
-        losses = _check_losses(losses)
-        names = list(losses)
+        first_step = self.names is None
+        names = list(losses) if first_step else self.names
         stacked = torch.stack([losses[n].reshape(()).float() for n in names])
-        if self.names is None:
+        if first_step:
             self._start(names, stacked)
         else:
-            _check_same_tasks("GradNorm", self.names, losses)
-            stacked = torch.stack([losses[n].reshape(()).float() for n in self.names])
             self._ensure_leaf()
         w = self.task_weights
-        layer = self.shared_layer(shared)
+        layer = self._find_layer(shared)
         norms = []
         for name in self.names:
             (g,) = torch.autograd.grad(losses[name], layer, retain_graph=True, allow_unused=True)
@@ -327,20 +345,27 @@ def dwa_weights(loss_history: Sequence[Mapping[str, float]], temperature: float 
     for k, epoch in enumerate(loss_history):
         if not isinstance(epoch, Mapping) or not epoch:
             raise ValueError(f"loss_history[{k}] must be a non-empty {{task_name: loss}} dict, got {epoch!r:.80}")
+    if len(loss_history) >= 2:
+        last, previous = loss_history[-1], loss_history[-2]
+        if set(last) != set(previous):
+            raise ValueError(
+                f"the last two epochs of loss_history name different tasks: {sorted(previous)} then {sorted(last)}"
+            )
+        for k, epoch in ((-2, previous), (-1, last)):
+            for name, value in epoch.items():
+                value = check_float(f"loss_history[{k}][{name!r}]", value)
+                if value < 0:
+                    raise ValueError(f"loss_history[{k}][{name!r}] must be >= 0 (a loss), got {value}")
+    return _dwa_weights(loss_history, temperature)
+
+
+def _dwa_weights(loss_history: Sequence[Mapping[str, float]], temperature: float) -> dict[str, float]:
+    # dwa_weights after its checks; DWA calls it once per epoch on the engine's own losses.
     if not loss_history:
         return {}
     if len(loss_history) < 2:
         return {n: 1.0 for n in loss_history[-1]}
     last, previous = loss_history[-1], loss_history[-2]
-    if set(last) != set(previous):
-        raise ValueError(
-            f"the last two epochs of loss_history name different tasks: {sorted(previous)} then {sorted(last)}"
-        )
-    for k, epoch in ((-2, previous), (-1, last)):
-        for name, value in epoch.items():
-            value = check_float(f"loss_history[{k}][{name!r}]", value)
-            if value < 0:
-                raise ValueError(f"loss_history[{k}][{name!r}] must be >= 0 (a loss), got {value}")
     # Floor the denominator: a loss of exactly 0 has no rate of change to compare.
     scaled = {n: last[n] / max(previous[n], 1e-12) / temperature for n in last}
     top = max(scaled.values())  # subtract the max so exp cannot overflow
@@ -367,20 +392,25 @@ class DWA(LossStrategy):
         self.loss_history: list[dict[str, float]] = []
         self.current: dict[str, float] = {}
 
+    def prepare(self, net: MultiTaskNet) -> None:
+        """Checks, once per run, that epochs kept from an earlier run name the same tasks."""
+        super().prepare(net)
+        if self.loss_history:
+            _check_same_tasks("DWA", list(self.loss_history[-1]), list(net.heads))
+
     def weights(self, names: Sequence[str]) -> dict[str, float]:
         """The weights of the current epoch (1 until two epochs are done)."""
         if self.current:
-            _check_same_tasks("DWA", list(self.current), names)
+            _check_same_tasks("DWA", list(self.current), list(names))
         return {n: self.current.get(n, 1.0) for n in names}
 
     def backward(self, losses: Mapping[str, torch.Tensor], shared: Sequence[nn.Parameter]) -> dict[str, float]:
         """``sum_i w_i L_i`` backward with this epoch's weights."""
-        losses = _check_losses(losses)
-        weights = self.weights(list(losses))
+        weights = {n: self.current.get(n, 1.0) for n in losses}
         sum(weights[n] * loss for n, loss in losses.items()).backward()
         return {f"weight/{n}": w for n, w in weights.items()}
 
     def on_epoch_end(self, train_losses: Mapping[str, float]) -> None:
         """Record this epoch's training losses and set the next epoch's weights."""
         self.loss_history.append({n: float(v) for n, v in train_losses.items()})
-        self.current = dwa_weights(self.loss_history, self.temperature)
+        self.current = _dwa_weights(self.loss_history, self.temperature)

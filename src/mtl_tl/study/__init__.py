@@ -52,19 +52,20 @@ many targets in practice); its examples and seconds are *added* to every run tha
 target test set; ``source_accuracy`` on a held-out source test set after all training (who
 forgets? not defined for ``scratch``, which has no source head); ``examples``,
 ``seconds`` and ``steps`` (optimiser updates). :class:`StudyResult` holds the tidy table
-and derives the summary (mean, std, n over seeds), the decision map (who wins each cell,
-by how much, and whether the win exceeds the seeds' spread) and, from the map, the
+and derives the summary (mean, std, n over seeds), the decision table (who wins each cell,
+by how much, and whether the win exceeds the seeds' spread) and, from the table, the
 rules of thumb, each stated only when the numbers support it.
 
 Example:
     >>> from mtl_tl.study import StudyConfig, run_study       # doctest: +SKIP
     >>> result = run_study(StudyConfig.quick())               # doctest: +SKIP
-    >>> result.decision_map()                                 # doctest: +SKIP
+    >>> result.decision_table()                               # doctest: +SKIP
     >>> result.rules()                                        # doctest: +SKIP
 
 The parts, one module each: ``design`` (the methods, relatedness levels and
-:class:`StudyConfig`), ``runner`` (:func:`run_study`), ``decisions``
-(:func:`decision_map`, :func:`derive_rules`) and ``result`` (:class:`StudyResult`).
+:class:`StudyConfig`), ``runner`` (:func:`run_study`, which hands each run one
+:class:`~mtl_tl.study.runner.Cell`), ``decisions``
+(:func:`decision_table`, :func:`derive_rules`) and ``result`` (:class:`StudyResult`).
 Import everything from ``mtl_tl.study``.
 
 The command line runs the same study: ``python -m mtl_tl study --profile full --out results/``.
@@ -72,9 +73,10 @@ The command line runs the same study: ``python -m mtl_tl study --profile full --
 
 from __future__ import annotations
 
-from .decisions import decision_map, derive_rules, rules_markdown
+from .decisions import decision_table, derive_rules, rules_markdown
 from .design import (
     BUDGETS,
+    CONFIG_COLUMNS,
     LABELS,
     METHODS,
     METRICS,
@@ -85,6 +87,7 @@ from .design import (
     SOURCE_METHODS,
     UNRELATED_SHIFT,
     StudyConfig,
+    relatedness_domain,
     relatedness_label,
     relatedness_shift,
 )
@@ -102,12 +105,14 @@ __all__ = [
     "METRICS",
     "MIN_SEEDS",
     "UNRELATED_SHIFT",
+    "CONFIG_COLUMNS",
     "StudyConfig",
     "StudyResult",
     "run_study",
     "relatedness_shift",
     "relatedness_label",
-    "decision_map",
+    "relatedness_domain",
+    "decision_table",
     "derive_rules",
     "rules_markdown",
 ]

@@ -1,4 +1,4 @@
-"""From a study's summary to a decision map and rules of thumb (chapter 4.3).
+"""From a study's summary to a decision table and rules of thumb (chapter 4.3).
 
 Each cell's winner is compared with the seeds' spread; a rule is stated only when
 the cells it covers support it with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds.
@@ -7,11 +7,12 @@ the cells it covers support it with at least :data:`~mtl_tl.study.design.MIN_SEE
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from .._checks import check_type
+from .._checks import check_frame, check_type
 from .design import (
     METHODS,
     MIN_SEEDS,
@@ -29,13 +30,7 @@ def _pooled(a: float, b: float) -> float:
 
 
 def _check_summary(summary: Any) -> pd.DataFrame:
-    check_type("summary", summary, pd.DataFrame)
-    needed = ["relatedness", "k", "method", "metric", "mean", "std", "n"]
-    missing = [c for c in needed if c not in summary.columns]
-    if missing:
-        raise ValueError(f"summary lacks column(s) {missing}; it has {list(summary.columns)}")
-    if summary.empty:
-        raise ValueError("summary is empty; it needs at least one row")
+    check_frame("summary", summary, ["relatedness", "k", "method", "metric", "mean", "std", "n"])
     unknown = sorted(set(summary["method"]) - set(METHODS))
     if unknown:
         raise ValueError(f"summary names unknown method(s) {unknown}; accepted: {', '.join(METHODS)}")
@@ -57,7 +52,12 @@ def _cells(summary: pd.DataFrame, metric: str) -> list[tuple[tuple[str, float, i
     return sorted(cells, key=lambda c: (c[0][1], c[0][2]))
 
 
-def decision_map(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd.DataFrame:
+def _ranked(cell: pd.DataFrame) -> list[str]:
+    """The cell's methods, best mean first; a tie goes to the method listed first in METHODS."""
+    return sorted(cell.index, key=lambda m: (-cell.loc[m, "mean"], METHODS.index(m)))
+
+
+def decision_table(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd.DataFrame:
     """Who wins each (relatedness, k) cell, by how much, and whether it is more than noise.
 
     Args:
@@ -79,9 +79,9 @@ def decision_map(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd.D
     out = []
     for (level, shift, k), cell in _cells(summary, metric):
         if len(cell) < 2:
-            raise ValueError(f"cell relatedness={level!r}, k={k} has {len(cell)} method(s); a map needs >= 2")
-        # Ties go to the method listed first in METHODS (scratch first: the simplest wins a tie).
-        ranked = sorted(cell.index, key=lambda m: (-cell.loc[m, "mean"], METHODS.index(m)))
+            raise ValueError(f"cell relatedness={level!r}, k={k} has {len(cell)} method(s); "
+                             "a decision table needs >= 2")
+        ranked = _ranked(cell)  # scratch is listed first: the simplest method wins a tie
         w, r = ranked[0], ranked[1]
         pooled = _pooled(cell.loc[w, "std"], cell.loc[r, "std"])
         n = int(min(cell.loc[w, "n"], cell.loc[r, "n"]))
@@ -120,6 +120,149 @@ def _fmt(cell: pd.DataFrame, method: str) -> str:
     return f"{method} {mean:.2f} ± {std:.2f}"
 
 
+_RULE_COLUMNS = ["rule", "situation", "advice", "evidence", "supported"]
+_Rule = dict[str, Any]
+
+
+def _rule(rule: str, situation: str, advice: str, evidence: str, supported: bool) -> _Rule:
+    return dict(zip(_RULE_COLUMNS, (rule, situation, advice, evidence, bool(supported))))
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The target-accuracy cells of a summary, and the axes of the grid they form."""
+
+    cells: list[tuple[tuple[str, float, int], pd.DataFrame]]  # ((name, shift, k), cell), by shift then k
+    by_key: dict[tuple[str, float, int], pd.DataFrame]
+    methods: set[str]
+    ks: list[int]  # ascending
+    levels: list[tuple[float, str]]  # (shift, name), near to far
+
+    @classmethod
+    def of(cls, summary: pd.DataFrame) -> _Grid:
+        cells = _cells(summary, "target_accuracy")
+        return cls(cells=cells, by_key=dict(cells), methods=set(summary["method"]),
+                   ks=sorted({key[2] for key, _ in cells}), levels=sorted({(key[1], key[0]) for key, _ in cells}))
+
+    def cell(self, shift: float, name: str, k: int) -> pd.DataFrame | None:
+        return self.by_key.get((name, shift, k))
+
+
+def _few_labels_related_source(grid: _Grid) -> _Rule | None:
+    """Rule 1. Few labels and a related source: use the source."""
+    k0 = grid.ks[0]
+    related = [(s, n) for s, n in grid.levels if s < UNRELATED_SHIFT]
+    if "scratch" not in grid.methods or not related:
+        return None
+    holds, evidence = [], []
+    for shift, name in related:
+        c = grid.cell(shift, name, k0)
+        if c is None or "scratch" not in c.index:
+            continue
+        winner = _ranked(c)[0]
+        if winner in SOURCE_METHODS and _beats(c, winner, "scratch"):
+            holds.append((name, winner))
+            evidence.append(f"{name}: {_fmt(c, winner)} vs {_fmt(c, 'scratch')}")
+    nearest_ok = bool(holds) and holds[0][0] == related[0][1]
+    winners = sorted({w for _, w in holds}, key=METHODS.index)
+    return _rule(
+        "few labels, related source",
+        f"few target labels (k = {k0} per class) and a related source "
+        f"({', '.join(n for n, _ in holds) or related[0][1]})",
+        f"use the source: {' or '.join(winners) if winners else 'a method that uses the source'} "
+        "beats training from scratch",
+        "; ".join(evidence) if nearest_ok else
+        f"at k = {k0} and the nearest level {related[0][1]!r} no method that uses the source beats scratch",
+        nearest_ok)
+
+
+def _many_labels(grid: _Grid) -> _Rule | None:
+    """Rule 2. Many labels: scratch is enough."""
+    k0, k1 = grid.ks[0], grid.ks[-1]
+    if "scratch" not in grid.methods or k1 <= k0:
+        return None
+    ok, evidence = True, []
+    for shift, name in grid.levels:
+        c = grid.cell(shift, name, k1)
+        if c is None or "scratch" not in c.index:
+            ok = False
+            continue
+        best = _ranked(c)[0]
+        beaten = best != "scratch" and _beats(c, best, "scratch")
+        ok &= not beaten and int(c.loc["scratch", "n"]) >= MIN_SEEDS
+        evidence.append(f"{name}: {_fmt(c, 'scratch')}, best {_fmt(c, best)}")
+    return _rule("many labels", f"many target labels (k = {k1} per class)",
+                 "scratch is enough: no method beats training from scratch by more than the seeds' spread",
+                 "; ".join(evidence), ok)
+
+
+def _unrelated_source(grid: _Grid) -> _Rule | None:
+    """Rule 3. Unrelated source: don't transfer (and say where fine-tuning even hurts)."""
+    far_shift, far_name = grid.levels[-1]
+    pre = [m for m in PRETRAINED_METHODS if m in grid.methods]
+    if "scratch" not in grid.methods or not pre or far_shift < UNRELATED_SHIFT:
+        return None
+    ok, evidence, negative = True, [], []
+    for k in grid.ks:
+        c = grid.cell(far_shift, far_name, k)
+        if c is None or "scratch" not in c.index:
+            ok = False
+            continue
+        present = [m for m in pre if m in c.index]
+        ok &= int(c.loc["scratch", "n"]) >= MIN_SEEDS and not any(_beats(c, m, "scratch") for m in present)
+        if "transfer" in c.index and _beats(c, "scratch", "transfer"):
+            negative.append(k)
+        evidence.append(f"k = {k}: {_fmt(c, 'scratch')}; " + ", ".join(_fmt(c, m) for m in present))
+    advice = "don't transfer: pretraining on this source and adapting gains nothing over scratch"
+    if negative:
+        advice += f"; fine-tuning from it even hurts (negative transfer) at k = {', '.join(map(str, negative))}"
+    return _rule("unrelated source", f"an unrelated source ({far_name}, shift {far_shift:g})", advice,
+                 "; ".join(evidence), ok)
+
+
+def _need_both_tasks(grid: _Grid, summary: pd.DataFrame) -> _Rule | None:
+    """Rule 4. The source task must still work afterwards: joint training keeps it."""
+    forgetful = [m for m in ("transfer", "sequential") if m in grid.methods]
+    if "joint" not in grid.methods or not forgetful or "source_accuracy" not in set(summary["metric"]):
+        return None
+    source_cells = dict(_cells(summary, "source_accuracy"))
+    ok = bool(source_cells)
+    for c in source_cells.values():
+        present = [m for m in forgetful if m in c.index]
+        if "joint" not in c.index or not present:
+            ok = False
+            continue
+        # Joint must never lose the source to a forgetful method, and keep it better than one.
+        ok &= not any(_beats(c, m, "joint") for m in present) and any(_beats(c, "joint", m) for m in present)
+    ranges = []
+    for m in ["joint", *forgetful]:
+        means = [float(c.loc[m, "mean"]) for c in source_cells.values() if m in c.index]
+        if means:
+            ranges.append(f"{m} {min(means):.2f} to {max(means):.2f}")
+    keeper = " (feature extraction also keeps it, with its trunk frozen)" if "feature_extraction" in grid.methods else ""
+    return _rule("need both tasks", "the source task must still work after training",
+                 f"train jointly (multi-task, eq. 3.2): it keeps the source task, while {' and '.join(forgetful)} "
+                 f"forget it{keeper}",
+                 "source accuracy after training, lowest to highest cell mean: " + "; ".join(ranges), ok)
+
+
+def _joint_wins_the_target(grid: _Grid) -> _Rule | None:
+    """Rule 5. The cells where multi-task learning wins the target outright."""
+    if "joint" not in grid.methods:
+        return None
+    wins = []
+    for (name, shift, k), c in grid.cells:
+        if "joint" not in c.index or len(c) < 2:
+            continue
+        ranked = _ranked(c)
+        if ranked[0] == "joint" and _beats(c, "joint", ranked[1]):
+            wins.append(f"{name}, k = {k} ({_fmt(c, 'joint')} vs {_fmt(c, ranked[1])})")
+    return _rule("multi-task wins the target", "cells where joint training is best on the target: "
+                 + ("; ".join(w.split(" (")[0] for w in wins) if wins else "none"),
+                 "train jointly there, even if only the target matters",
+                 "; ".join(wins) if wins else "joint is never the clear winner on the target", bool(wins))
+
+
 def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) -> pd.DataFrame:
     """Rules of thumb read off a study's results; each stated only if the numbers support it.
 
@@ -142,7 +285,7 @@ def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) ->
       the runner-up.
 
     Args:
-        summary: a study's summary (see :func:`decision_map`), with the metric
+        summary: a study's summary (see :func:`decision_table`), with the metric
             ``target_accuracy`` and, for the "need both tasks" rule, ``source_accuracy``.
         include_unsupported: also return the candidates the numbers do not support
             (``supported`` False), with the reason in ``evidence``.
@@ -152,123 +295,14 @@ def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) ->
         ``supported``; by default only the supported rules.
     """
     summary = _check_summary(summary)
-    cells = _cells(summary, "target_accuracy")
-    methods = set(summary["method"])
-    ks = sorted({key[2] for key, _ in cells})
-    levels = sorted({(key[1], key[0]) for key, _ in cells})  # (shift, name), near to far
-    by_key = {key: cell for key, cell in cells}
-    found: list[dict[str, Any]] = []
-
-    def add(rule: str, situation: str, advice: str, evidence: str, supported: bool) -> None:
-        found.append({"rule": rule, "situation": situation, "advice": advice,
-                      "evidence": evidence, "supported": bool(supported)})
-
-    def cell(shift: float, name: str, k: int) -> pd.DataFrame | None:
-        return by_key.get((name, shift, k))
-
-    # 1. Few labels and a related source: use the source.
-    k0 = ks[0]
-    related = [(s, n) for s, n in levels if s < UNRELATED_SHIFT]
-    holds, evidence = [], []
-    if "scratch" in methods and related:
-        for shift, name in related:
-            c = cell(shift, name, k0)
-            if c is None or "scratch" not in c.index:
-                continue
-            winner = max(c.index, key=lambda m: (c.loc[m, "mean"], -METHODS.index(m)))
-            if winner in SOURCE_METHODS and _beats(c, winner, "scratch"):
-                holds.append((name, winner))
-                evidence.append(f"{name}: {_fmt(c, winner)} vs {_fmt(c, 'scratch')}")
-        nearest_ok = bool(holds) and holds[0][0] == related[0][1]
-        winners = sorted({w for _, w in holds}, key=METHODS.index)
-        add("few labels, related source",
-            f"few target labels (k = {k0} per class) and a related source "
-            f"({', '.join(n for n, _ in holds) or related[0][1]})",
-            f"use the source: {' or '.join(winners) if winners else 'a method that uses the source'} "
-            "beats training from scratch",
-            "; ".join(evidence) if nearest_ok else
-            f"at k = {k0} and the nearest level {related[0][1]!r} no method that uses the source beats scratch",
-            nearest_ok)
-
-    # 2. Many labels: scratch is enough.
-    k1 = ks[-1]
-    if "scratch" in methods and k1 > k0:
-        ok, evidence = True, []
-        for shift, name in levels:
-            c = cell(shift, name, k1)
-            if c is None or "scratch" not in c.index:
-                ok = False
-                continue
-            best = max(c.index, key=lambda m: (c.loc[m, "mean"], -METHODS.index(m)))
-            beaten = best != "scratch" and _beats(c, best, "scratch")
-            ok &= not beaten and int(c.loc["scratch", "n"]) >= MIN_SEEDS
-            evidence.append(f"{name}: {_fmt(c, 'scratch')}, best {_fmt(c, best)}")
-        add("many labels", f"many target labels (k = {k1} per class)",
-            "scratch is enough: no method beats training from scratch by more than the seeds' spread",
-            "; ".join(evidence), ok)
-
-    # 3. Unrelated source: don't transfer.
-    far_shift, far_name = levels[-1]
-    pre = [m for m in PRETRAINED_METHODS if m in methods]
-    if "scratch" in methods and pre and far_shift >= UNRELATED_SHIFT:
-        ok, evidence, negative = True, [], []
-        for k in ks:
-            c = cell(far_shift, far_name, k)
-            if c is None or "scratch" not in c.index:
-                ok = False
-                continue
-            present = [m for m in pre if m in c.index]
-            ok &= int(c.loc["scratch", "n"]) >= MIN_SEEDS and not any(_beats(c, m, "scratch") for m in present)
-            if "transfer" in c.index and _beats(c, "scratch", "transfer"):
-                negative.append(k)
-            evidence.append(f"k = {k}: {_fmt(c, 'scratch')}; " + ", ".join(_fmt(c, m) for m in present))
-        advice = "don't transfer: pretraining on this source and adapting gains nothing over scratch"
-        if negative:
-            advice += f"; fine-tuning from it even hurts (negative transfer) at k = {', '.join(map(str, negative))}"
-        add("unrelated source", f"an unrelated source ({far_name}, shift {far_shift:g})", advice,
-            "; ".join(evidence), ok)
-
-    # 4. Need both tasks afterwards: joint keeps the source.
-    forgetful = [m for m in ("transfer", "sequential") if m in methods]
-    has_source = "source_accuracy" in set(summary["metric"])
-    if "joint" in methods and forgetful and has_source:
-        source_cells = dict(_cells(summary, "source_accuracy"))
-        ok = bool(source_cells)
-        for key, c in source_cells.items():
-            present = [m for m in forgetful if m in c.index]
-            if "joint" not in c.index or not present:
-                ok = False
-                continue
-            # Joint must never lose the source to a forgetful method, and keep it better than one.
-            ok &= not any(_beats(c, m, "joint") for m in present) and any(_beats(c, "joint", m) for m in present)
-        ranges = []
-        for m in ["joint", *forgetful]:
-            means = [float(c.loc[m, "mean"]) for c in source_cells.values() if m in c.index]
-            if means:
-                ranges.append(f"{m} {min(means):.2f} to {max(means):.2f}")
-        keeper = " (feature extraction also keeps it, with its trunk frozen)" if "feature_extraction" in methods else ""
-        add("need both tasks", "the source task must still work after training",
-            f"train jointly (multi-task, eq. 3.2): it keeps the source task, while {' and '.join(forgetful)} "
-            f"forget it{keeper}",
-            "source accuracy after training, lowest to highest cell mean: " + "; ".join(ranges), ok)
-
-    # 5. Where multi-task learning wins the target outright.
-    if "joint" in methods:
-        wins = []
-        for (name, shift, k), c in cells:
-            if "joint" not in c.index or len(c) < 2:
-                continue
-            ranked = sorted(c.index, key=lambda m: (-c.loc[m, "mean"], METHODS.index(m)))
-            if ranked[0] == "joint" and _beats(c, "joint", ranked[1]):
-                wins.append(f"{name}, k = {k} ({_fmt(c, 'joint')} vs {_fmt(c, ranked[1])})")
-        add("multi-task wins the target", "cells where joint training is best on the target: "
-            + ("; ".join(w.split(" (")[0] for w in wins) if wins else "none"),
-            "train jointly there, even if only the target matters",
-            "; ".join(wins) if wins else "joint is never the clear winner on the target", bool(wins))
-
-    table = pd.DataFrame(found, columns=["rule", "situation", "advice", "evidence", "supported"])
+    grid = _Grid.of(summary)
+    candidates = [_few_labels_related_source(grid), _many_labels(grid), _unrelated_source(grid),
+                  _need_both_tasks(grid, summary), _joint_wins_the_target(grid)]
+    table = pd.DataFrame([r for r in candidates if r is not None], columns=_RULE_COLUMNS)
     if not include_unsupported:
-        table = table[table["supported"]].reset_index(drop=True)
+        # astype: with no candidate at all the column is empty and of dtype object, which
+        # pandas would read as a list of column names rather than as a mask.
+        table = table[table["supported"].astype(bool)].reset_index(drop=True)
     return table
 
 

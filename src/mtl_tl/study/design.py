@@ -52,7 +52,8 @@ UNRELATED_SHIFT = 0.75
 """Shift strength from which a relatedness level counts as *unrelated* in the rules
 (contrast inversion then affects half the images or more)."""
 
-_CONFIG_COLUMNS = ["relatedness", "shift", "k", "method"]
+CONFIG_COLUMNS = ("relatedness", "shift", "k", "method")
+"""The columns of a study's tidy table that name one configuration: a grid cell and a method."""
 
 Relatedness = Union[str, float]
 
@@ -103,8 +104,10 @@ def relatedness_label(level: Relatedness) -> str:
     return level if isinstance(level, str) else f"shift={relatedness_shift(level):g}"
 
 
-def _domain(level: Relatedness) -> Domain:
-    return DOMAINS[level] if isinstance(level, str) else Domain.interpolate(relatedness_shift(level))
+def relatedness_domain(level: Relatedness) -> Domain:
+    """The target domain of a relatedness level: the preset of that name, or the source moved by ``shift``."""
+    shift = relatedness_shift(level)  # checks the level
+    return DOMAINS[level] if isinstance(level, str) else Domain.interpolate(shift)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a study measured, and the views of it: summary, pivot, decision map, rules (chapter 4.3)."""
+"""What a study measured, and the views of it: summary, pivot, decision table, rules (chapter 4.3)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 
 from .._checks import check_choice, check_int
 from ..experiments import summarize
-from .decisions import decision_map, derive_rules
-from .design import METRICS, RELATEDNESS, StudyConfig, _CONFIG_COLUMNS, relatedness_shift
+from .decisions import decision_table, derive_rules
+from .design import CONFIG_COLUMNS, METRICS, RELATEDNESS, StudyConfig, relatedness_shift
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class StudyResult:
     @property
     def summary(self) -> pd.DataFrame:
         """Mean, sample std and n over seeds per (relatedness, shift, k, method, metric)."""
-        return summarize(self.table, by=_CONFIG_COLUMNS)
+        return summarize(self.table, by=CONFIG_COLUMNS)
 
     def pivot(self, metric: str = "target_accuracy", digits: int = 2) -> pd.DataFrame:
         """A readable wide table: rows (relatedness, k), one column per method, ``"mean ± std"``."""
@@ -46,9 +46,9 @@ class StudyResult:
                                                    else float(i[0].split("=")[1]), i[1]))
         return wide.loc[order, [m for m in self.config.methods if m in wide.columns]]
 
-    def decision_map(self, metric: str = "target_accuracy") -> pd.DataFrame:
-        """:func:`decision_map` of this study's summary."""
-        return decision_map(self.summary, metric)
+    def decision_table(self, metric: str = "target_accuracy") -> pd.DataFrame:
+        """:func:`decision_table` of this study's summary."""
+        return decision_table(self.summary, metric)
 
     def rules(self, *, include_unsupported: bool = False) -> pd.DataFrame:
         """:func:`derive_rules` of this study's summary."""
@@ -90,5 +90,5 @@ class StudyResult:
         blob = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(blob, dict) or set(blob) != {"config", "table"}:
             raise ValueError(f"{path} is not a study result written by StudyResult.to_json")
-        table = pd.DataFrame(blob["table"], columns=[*_CONFIG_COLUMNS, "seed", "metric", "value"])
+        table = pd.DataFrame(blob["table"], columns=[*CONFIG_COLUMNS, "seed", "metric", "value"])
         return cls(config=StudyConfig.from_dict(blob["config"]), table=table)
