@@ -106,7 +106,8 @@ def test_image_folder_explains_a_bad_layout(tmp_path: Path, folder: Path) -> Non
         image_folder(one_class, train=True)
     (folder / "empty").mkdir()
     (folder / "empty" / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="class folders without images: 'empty'; add images or remove them"):
+    expected = r"class folders without images: 'empty' \(holds 1 '.txt'\); accepted extensions"
+    with pytest.raises(ValueError, match=expected):
         image_folder(folder, train=True)
     flat = tmp_path / "flat"
     _png(flat / "0.png", (1, 2, 3))
