@@ -27,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from toc_notebooks import toc_files  # noqa: E402
@@ -62,12 +63,16 @@ def execute(path: Path, tree: Path, out: Path) -> tuple[str, float]:
     env_path = f"{tree / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     os.environ["PYTHONPATH"] = env_path  # inherited by the kernel started below
     start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    failure = ""
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except CellExecutionError as err:  # keep what ran: the outputs show where and why
+        failure = f" FAILED: {str(err).strip().splitlines()[-1]}"
     target = out / path.relative_to(tree)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
-    return str(path.relative_to(tree)), time.perf_counter() - start
+    return str(path.relative_to(tree)) + failure, time.perf_counter() - start
 
 
 def run(tree: Path, out: Path, workers: int) -> None:

@@ -41,7 +41,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MTL_TL_PROFILE", "MTL_TL_DEVICE", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
+    for name in ("MTL_TL_PROFILE", "MTL_TL_DEVICE", "MTL_TL_SEED_BASE", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
 
 

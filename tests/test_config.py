@@ -116,3 +116,28 @@ def test_setup_threads(monkeypatch):
             config.setup(device="cpu", threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_seed_base_sets_the_setup_seed_and_every_seed_list(monkeypatch):
+    assert config.get_seed_base() == 0
+    cfg = config.setup(device="cpu")
+    assert cfg.seed == 0 and cfg.seeds(3) == [0, 1, 2]
+    monkeypatch.setenv("MTL_TL_SEED_BASE", "1000")
+    cfg = config.setup(device="cpu")
+    assert cfg.seed == 1000 and cfg.seeds(3) == [1000, 1001, 1002]
+    first = torch.rand(3)
+    config.seed_everything(1000)
+    assert torch.equal(first, torch.rand(3)), "setup() seeded everything with the base"
+    assert config.setup(seed=5, device="cpu").seeds(2) == [5, 6]  # an explicit seed wins
+
+
+@pytest.mark.parametrize("bad", ["-1", "ten", "1.5", ""])
+def test_seed_base_rejects_bad_values(monkeypatch, bad):
+    monkeypatch.setenv("MTL_TL_SEED_BASE", bad)
+    with pytest.raises(ValueError, match="MTL_TL_SEED_BASE"):
+        config.setup(device="cpu")
+
+
+def test_seeds_needs_a_positive_count():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        config.setup(device="cpu").seeds(0)

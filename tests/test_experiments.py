@@ -218,3 +218,20 @@ def test_paired_difference_rejects_unpaired_or_ambiguous_arms():
         paired_difference(df, column="method", a="a", b="b")
     with pytest.raises(ValueError, match="column='task' is not a configuration column"):
         paired_difference(df, column="task", a="a", b="b")
+
+
+def test_the_claim_rule_is_two_standard_errors_of_the_paired_differences():
+    from mtl_tl.experiments import beats, standard_error, within
+
+    d = [0.10, 0.12, 0.08]  # mean 0.10, std 0.02, SE 0.02 / sqrt(3)
+    assert standard_error(d) == pytest.approx(0.02 / 3**0.5)
+    assert beats(d) and beats(d, by=0.07) and not beats(d, by=0.08)
+    assert not beats([0.3, -0.1, 0.1])  # a positive mean with a wide spread is not shown
+    assert within([0.01, -0.01, 0.0], bound=0.05) and not within([0.01, -0.01, 0.0], bound=0.01)
+    assert not within([0.2, -0.2, 0.0], bound=0.2), "a wide spread cannot support a small bound"
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        beats([0.1])
+    with pytest.raises(TypeError, match="diff must be a sequence"):
+        beats("0.1")
+    with pytest.raises(ValueError, match="bound must be > 0"):
+        within(d, bound=0)

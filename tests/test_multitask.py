@@ -535,3 +535,19 @@ def test_train_functions_reject_bad_arguments():
     no_test = [Task("a", nn.Linear(4, 2), _data())]
     with pytest.raises(ValueError, match=r"task\(s\) \['a'\] have no test data"):
         train_sequentially(trunk, no_test, epochs_per_task=1)
+
+
+def test_pcgrad_projects_on_a_gradient_whose_squared_norm_underflows():
+    # ||g_2||^2 = 4e-48 is 0 in float32 while g_1 . g_2 < 0: the projection must stay
+    # finite and equal the exact one (g_1 and g_2 point in opposite directions: both vanish).
+    from mtl_tl.gradient_surgery import pcgrad_combine
+
+    g1, g2 = torch.ones(4), -1e-24 * torch.ones(4)
+    assert g2.pow(2).sum() == 0
+    combined = pcgrad_combine([g1, g2], torch.Generator().manual_seed(0))
+    assert torch.isfinite(combined).all()
+    assert torch.allclose(combined, torch.zeros(4), atol=1e-6)
+    # A task direction at an angle: the exact projection removes g_1's component along g_2.
+    g1, g2 = torch.tensor([1.0, 1.0]), torch.tensor([-1e-24, 0.0])
+    combined = pcgrad_combine([g1, g2], torch.Generator().manual_seed(0))
+    assert torch.allclose(combined, torch.tensor([0.0, 1.0]), atol=1e-6)

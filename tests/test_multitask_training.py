@@ -17,6 +17,7 @@ from mtl_tl.multitask import (
     Task,
     UncertaintyWeighting,
     dwa_weights,
+    make_strategy,
     train_jointly,
     train_sequentially,
 )
@@ -182,3 +183,33 @@ def test_uncertainty_lr_is_the_log_variances_own_step(small_digit_tasks):
         train_jointly(trunk, tasks, strategy=strategy, epochs=1, steps_per_epoch=1, lr=1e-3, device="cpu")
         step = strategy.log_vars.detach().abs()
         assert torch.allclose(step, torch.full_like(step, expected), rtol=0.05), (lr, step)
+
+
+def _ten_times_problem(seed: int):
+    """Two regressions of the same inputs, one in units 10 times larger, and a 4-class task."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 1, 4, 4, generator=g)
+    flat = x.flatten(1)
+    w1, w2 = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    data = TensorData(x, {"small": (flat @ w1) / 4, "large": 10 * torch.tanh(flat @ w2 / 4),
+                          "class": flat[:, :4].argmax(dim=1)})
+    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU())
+    trunk.out_features = 32
+    tasks = [Task("small", nn.Linear(32, 1), train=data, loss="mse", metric="neg_mse"),
+             Task("large", nn.Linear(32, 1), train=data, loss="mse", metric="neg_mse"),
+             Task("class", nn.Linear(32, 4), train=data)]
+    return trunk, tasks
+
+
+@pytest.mark.parametrize("lr, collapses", [(None, False), (0.025, True)])
+def test_gradnorm_default_does_not_collapse_the_large_loss_task(lr, collapses):
+    # One loss 10x (in units) the other's: the default weight learning rate keeps every
+    # weight near 1; a fast one (0.025, the old default) drives the large task's toward 0.
+    torch.manual_seed(0)
+    trunk, tasks = _ten_times_problem(0)
+    strategy = make_strategy("gradnorm", tasks) if lr is None else make_strategy("gradnorm", tasks, lr=lr)
+    history = train_jointly(trunk, tasks, strategy=strategy, epochs=30, batch_size=64, lr=1e-3,
+                            device="cpu", progress=False)
+    logs = history.logs_frame()
+    last = logs[logs["epoch"] == logs["epoch"].max()].set_index("key")["value"]
+    assert bool(last["weight/large"] < 0.2) is collapses, last.to_dict()

@@ -10,6 +10,11 @@ Two profiles run the same code:
 Choose with the environment variable ``MTL_TL_PROFILE`` or ``setup(profile=...)``.
 The device is chosen as ``cuda``, then ``mps``, then ``cpu`` unless ``MTL_TL_DEVICE``
 or an argument says otherwise (chapter 1, "How to run this book").
+
+Every seed in the book derives from one *seed base*, ``MTL_TL_SEED_BASE`` (default 0):
+``setup()`` seeds everything with it and ``Setup.seeds(n)`` lists the ``n`` seeds a
+notebook repeats its runs over. ``make robust`` runs every notebook again with another
+base, so that no claim rests on the particular seeds it was written with.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = [
     "Setup",
     "get_profile",
     "get_device",
+    "get_seed_base",
     "seed_everything",
     "quiet",
     "in_colab",
@@ -107,6 +113,14 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def get_seed_base() -> int:
+    """``$MTL_TL_SEED_BASE`` as an int >= 0 (default 0): where every seed list of the book starts."""
+    raw = os.environ.get("MTL_TL_SEED_BASE", "0").strip()
+    if not raw.isdigit():
+        raise ValueError(f"MTL_TL_SEED_BASE={raw!r} is not accepted; give an integer >= 0, e.g. 1000")
+    return check_int("MTL_TL_SEED_BASE", int(raw), min_value=0, max_value=2**32 - 1 - 10_000)
+
+
 def seed_everything(seed: int) -> int:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so that a run repeats exactly on CPU.
 
@@ -139,6 +153,10 @@ class Setup:
     profile: str
     device: torch.device
     seed: int
+
+    def seeds(self, n: int) -> list[int]:
+        """The ``n`` seeds to repeat a run over: ``seed, seed + 1, ...`` from the seed base."""
+        return list(range(self.seed, self.seed + check_int("n", n, min_value=1)))
 
     @property
     def quick(self) -> bool:
@@ -175,7 +193,7 @@ def _threads(threads: int | None, profile: str, device: torch.device) -> int | N
 def setup(
     profile: str | None = None,
     device: str | torch.device | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     threads: int | None = None,
 ) -> Setup:
     """The first code cell of every notebook: choose profile and device, seed everything.
@@ -183,7 +201,8 @@ def setup(
     Args:
         profile: ``"quick"`` or ``"full"``; default ``$MTL_TL_PROFILE`` or quick.
         device: see :func:`get_device`.
-        seed: seeds Python, NumPy and PyTorch.
+        seed: seeds Python, NumPy and PyTorch; default :func:`get_seed_base`
+            (``$MTL_TL_SEED_BASE``, else 0). :meth:`Setup.seeds` counts from it.
         threads: CPU threads for PyTorch; default ``$MTL_TL_THREADS``, else 1 in the
             quick profile on a CPU (the book's small models run best that way) and
             PyTorch's own choice otherwise.
@@ -192,6 +211,7 @@ def setup(
         >>> cfg = setup()           # doctest: +SKIP
         >>> epochs = cfg.pick(quick=5, full=30)  # doctest: +SKIP
     """
+    seed = get_seed_base() if seed is None else seed
     chosen = Setup(profile=get_profile(profile), device=get_device(device), seed=seed_everything(seed))
     n_threads = _threads(threads, chosen.profile, chosen.device)
     if n_threads is not None:

@@ -142,7 +142,11 @@ def fit(
         steps_per_epoch: override the number of steps per epoch (equal budgets).
         device: where to train; default :func:`mtl_tl.config.get_device`.
         clip_grad_norm: clip the global gradient norm to this value.
-        seed: seed of the batch order (the caller seeds the model's initialisation).
+        seed: seed of the batch order: stream ``i`` shuffles with ``seed + i``, a
+            :class:`~mtl_tl.data.TensorData` through its loader and a shuffling
+            ``DataLoader`` through its sampler's generator (see
+            :class:`~mtl_tl.streams.BatchStream`). The caller seeds the model's
+            initialisation (:func:`mtl_tl.config.seed_everything`).
         evaluate_every: evaluate the test splits every this many epochs (and after the last).
         progress: show a progress bar; default: yes, except under tests and CI.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
@@ -324,6 +328,7 @@ def _train_epoch(loop: _Loop, tasks: list[Task], epoch: int, epochs: int, histor
     # Running sums stay tensors on the device: a float() per step would wait for the
     # GPU every step; they are read once per epoch instead.
     totals: dict[str, Any] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
     logs: dict[str, float] = defaultdict(float)
     for step in range(loop.steps):
         loop.strategy.set_progress(((epoch - 1) * loop.steps + step) / (epochs * loop.steps))
@@ -333,13 +338,16 @@ def _train_epoch(loop: _Loop, tasks: list[Task], epoch: int, epochs: int, histor
             one_pass=loop.one_pass, amp=loop.amp, clip_grad_norm=loop.clip_grad_norm,
         )
         history.examples += sum(len(x) * len(group) for x, _, group in batches) * loop.ctx.world_size
-        for name, loss in losses.items():
-            totals[f"metric/{name}"] += metrics[name]
-            totals[f"loss/{name}"] += loss.detach()
+        for x, _, group in batches:  # weighted by batch size: a short last batch counts for what it holds
+            for task in group:
+                totals[f"metric/{task.name}"] += metrics[task.name] * len(x)
+                totals[f"loss/{task.name}"] += losses[task.name].detach() * len(x)
+                counts[task.name] += len(x)
         for key, value in step_logs.items():
             logs[key] += value
-    # The epoch means, averaged over processes, become the epoch's training records.
-    means = distributed.all_reduce_mean({k: float(v) / loop.steps for k, v in totals.items()}, loop.ctx, loop.device)
+    # The epoch means over examples, averaged over processes, become the epoch's training records.
+    means = {k: float(v) / counts[k.split("/", 1)[1]] for k, v in totals.items()}
+    means = distributed.all_reduce_mean(means, loop.ctx, loop.device)
     train_losses = {t.name: means[f"loss/{t.name}"] for t in tasks}
     for task in tasks:
         history.records.append({"epoch": epoch, "split": "train", "task": task.name,

@@ -13,6 +13,15 @@ point of a parameter grid. Both return a *tidy* ``pandas.DataFrame``, one row pe
 
 :func:`summarize` turns it into mean, sample standard deviation and count per
 configuration, and :func:`mean_std` writes one cell of prose, ``"0.873 ± 0.012 (n=3)"``.
+
+**The book's one rule for a claim** (chapter 1). A claim compares two arms run on the
+same seeds, so it is judged on the per-seed differences ``d`` (:func:`paired_difference`):
+"A beats B (by more than m)" is shown when ``mean(d) - 2 SE(d) > m``, with
+``SE = std(d) / sqrt(n)`` (:func:`beats`); "A and B differ by less than b" when
+``|mean(d)| + 2 SE(d) < b`` (:func:`within`), an upper bound the seeds support, never a
+failure to find a difference. With five seeds, two standard errors is close to a one-sided
+t-test at the 5 % level; with three it is weaker (about 10 %), which is why headline
+claims use more seeds.
 """
 
 from __future__ import annotations
@@ -28,10 +37,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_frame, check_int, check_metric, check_type
+from ._checks import check_float, check_frame, check_int, check_metric, check_type
 from .config import quiet, seed_everything
 
-__all__ = ["RESERVED", "run_seeds", "grid", "summarize", "mean_std", "paired_difference"]
+__all__ = [
+    "RESERVED", "run_seeds", "grid", "summarize", "mean_std", "paired_difference",
+    "standard_error", "beats", "within",
+]
 
 RESERVED = ("seed", "metric", "value")
 """Column names of the tidy table that a configuration or parameter may not reuse."""
@@ -366,3 +378,43 @@ def paired_difference(
     difference = (arms[0] - arms[1]).sort_index()
     difference.name = f"{a} - {b}"
     return difference
+
+
+def _differences(diff: Any) -> np.ndarray:
+    if isinstance(diff, (str, bytes)) or not isinstance(diff, (Sequence, np.ndarray, pd.Series, torch.Tensor)):
+        raise TypeError(f"diff must be a sequence of per-seed differences, got {type(diff).__name__}")
+    values = np.asarray(diff.detach().cpu() if isinstance(diff, torch.Tensor) else diff, dtype=float).ravel()
+    if values.size < 2:
+        raise ValueError(f"a claim needs the differences of at least 2 seeds, got {values.size}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"diff must be finite, got {values.tolist()[:8]}")
+    return values
+
+
+def standard_error(diff: Sequence[float] | np.ndarray | pd.Series) -> float:
+    """``std(d, ddof=1) / sqrt(n)``: the standard error of the mean of per-seed differences."""
+    values = _differences(diff)
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def beats(diff: Sequence[float] | np.ndarray | pd.Series, by: float = 0.0) -> bool:
+    """The book's rule for "A beats B by more than ``by``": ``mean(d) - 2 SE(d) > by`` (chapter 1).
+
+    Args:
+        diff: per-seed differences ``A - B`` (e.g. from :func:`paired_difference`).
+        by: the margin the claim states; 0 for "A beats B".
+    """
+    by = check_float("by", by)
+    values = _differences(diff)
+    return bool(values.mean() - 2 * standard_error(values) > by)
+
+
+def within(diff: Sequence[float] | np.ndarray | pd.Series, bound: float) -> bool:
+    """The book's rule for "A and B differ by less than ``bound``": ``|mean(d)| + 2 SE(d) < bound``.
+
+    This is an upper bound the seeds support; a wide spread makes it fail, as it should.
+    """
+    bound = check_float("bound", bound, min_value=0.0, strict_min=True)
+    values = _differences(diff)
+    return bool(abs(values.mean()) + 2 * standard_error(values) < bound)
+

@@ -121,7 +121,15 @@ def _pcgrad_combine(grads: Sequence[torch.Tensor], generator: torch.Generator, r
                 continue
             dot = torch.dot(g, grads[j])
             if dot < 0:  # a negative dot product implies ||g_j|| > 0
-                g = g - dot / grads[j].pow(2).sum() * grads[j]
+                norm2 = grads[j].pow(2).sum()
+                if norm2 >= torch.finfo(norm2.dtype).tiny:
+                    g = g - dot / norm2 * grads[j]
+                else:
+                    # ||g_j||^2 underflowed (a saturated task): dividing by it would give
+                    # inf. The projection does not depend on g_j's length, so project on
+                    # g_j rescaled to a max-abs of 1, whose squared norm is at least 1.
+                    u = grads[j] / grads[j].abs().max()
+                    g = g - torch.dot(g, u) / u.pow(2).sum() * u
         projected.append(g)
     combined = torch.stack(projected).sum(dim=0)
     return combined / len(grads) if reduction == "mean" else combined

@@ -9,15 +9,21 @@ tasks first (:func:`mtl_tl.tasks.check_tasks`); the helpers here trust them.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from .data import TensorData, TensorLoader
 from .tasks import Task
 
 __all__ = ["BatchStream", "group_by_data", "to_device"]
+
+# Samplers whose generator a BatchStream set, so that the next fit can set it again;
+# a generator the user gave a sampler is never replaced.
+_seeded_samplers: weakref.WeakSet = weakref.WeakSet()
 
 
 def group_by_data(tasks: list[Task], split: str) -> list[tuple[Any, list[Task]]]:
@@ -47,7 +53,12 @@ class BatchStream:
             a :class:`~mtl_tl.data.TensorLoader`) or any sized iterable of ``(x, y)``
             batches, such as a ``DataLoader``.
         tasks: the tasks that read this data.
-        batch_size, seed, rank, world_size: the :class:`~mtl_tl.data.TensorLoader`'s.
+        batch_size, rank, world_size: the :class:`~mtl_tl.data.TensorLoader`'s.
+        seed: the batch order. A :class:`~mtl_tl.data.TensorData` shuffles with it; a
+            ``DataLoader`` with ``shuffle=True`` (a ``RandomSampler``) gets a generator
+            seeded with it, unless you gave the sampler a generator of your own, which is
+            kept. Without that, a ``DataLoader`` would shuffle from the global seed, and two
+            calls with different seeds would see the same order.
         memory_format: ``torch.channels_last`` turns image batches ``(B, C, H, W)`` into NHWC.
 
     Attributes:
@@ -62,6 +73,11 @@ class BatchStream:
         self.memory_format = memory_format
         if isinstance(data, TensorData):
             data = TensorLoader(data.to(device), batch_size, seed=seed, rank=rank, world_size=world_size)
+        elif isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+            sampler = data.sampler
+            if sampler.generator is None or sampler in _seeded_samplers:
+                sampler.generator = torch.Generator().manual_seed(seed)
+                _seeded_samplers.add(sampler)
         self.loader: Iterable = data
         self.steps = len(self.loader)
         self._iterator: Iterator | None = None

@@ -90,10 +90,35 @@ class Task:
         check_type(f"task {self.name!r}: head", self.head, nn.Module)
         self.loss_fn = self._resolve("loss", self.loss, LOSSES)
         self.metric_fn = self._resolve("metric", self.metric, METRICS)
+        if self.loss == "cross_entropy":
+            self._check_classes()
         for split in ("train", "test"):
             data = getattr(self, split)
             if isinstance(data, TensorData):
                 self._check_data(split, data)
+
+    def _check_classes(self) -> None:
+        """The head's width against ``num_classes`` and the class names the data declares."""
+        out = _out_features(self.head)
+        if self.num_classes is not None and out is not None and out != self.num_classes:
+            raise ValueError(
+                f"task {self.name!r}: the head has {out} outputs but num_classes={self.num_classes}; "
+                "replace the head, e.g. linear_head(trunk.out_features, num_classes)"
+            )
+        train, test = _declared_classes(self.train), _declared_classes(self.test)
+        if train is not None and test is not None and train != test:
+            # ImageFolder numbers classes by sorted folder name: other names mean other numbers.
+            raise ValueError(
+                f"task {self.name!r}: the train data's classes {train} differ from the test data's "
+                f"{test}, so the same label index would mean different classes; rename the folders "
+                "to match (case included), or load both with mtl_tl.datasets.image_folders"
+            )
+        classes = train if train is not None else test
+        if classes is not None and out is not None and out != len(classes):
+            raise ValueError(
+                f"task {self.name!r}: the data has {len(classes)} classes {classes} but the head has "
+                f"{out} outputs; use linear_head(trunk.out_features, {len(classes)})"
+            )
 
     def _resolve(self, kind: str, value: Any, table: Mapping[str, Callable]) -> Callable:
         if callable(value):
@@ -139,17 +164,18 @@ class Task:
                 "a classifier needs at least 2"
             )
         out = _out_features(self.head)
-        if self.num_classes is not None and out is not None and out != self.num_classes:
-            raise ValueError(
-                f"task {self.name!r}: the head has {out} outputs but num_classes={self.num_classes}; "
-                "replace the head, e.g. linear_head(trunk.out_features, num_classes)"
-            )
         n_needed = int(classes.max()) + 1
         if out is not None and n_needed > out:
             raise ValueError(
                 f"task {self.name!r}: {split} labels go up to {n_needed - 1} but the head has only "
                 f"{out} outputs; use a head with at least {n_needed} outputs"
             )
+
+
+def _declared_classes(data: Any) -> list[str] | None:
+    """The class names a data object declares, e.g. a DataLoader over an ImageFolder; else None."""
+    classes = getattr(getattr(data, "dataset", None), "classes", None)
+    return list(classes) if isinstance(classes, (list, tuple)) else None
 
 
 def _out_features(head: nn.Module) -> int | None:
@@ -189,9 +215,11 @@ def check_tasks(tasks: Task | Iterable[Task], *, split: str = "train") -> list[T
         for which in ("train", "test"):
             data = getattr(t, which)
             if data is not None and not isinstance(data, (TensorData, Iterable)):
+                hint = (f"; wrap the dataset in one: DataLoader(dataset, batch_size=64)"
+                        if isinstance(data, torch.utils.data.Dataset) else "")
                 raise TypeError(
                     f"task {t.name!r}: {which} data must be a TensorData or an iterable of (x, y) "
-                    f"batches such as a DataLoader, got {type(data).__name__}"
+                    f"batches such as a DataLoader, got {type(data).__name__}{hint}"
                 )
             if isinstance(data, Sized) and len(data) == 0:
                 raise ValueError(f"task {t.name!r}: the {which} data yields no batch")
