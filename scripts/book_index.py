@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from myst_blocks import Directive, Text, parse_blocks, walk  # noqa: E402
 
 HEADING = re.compile(r"^(?P<hashes>#{1,6})[ \t]+(?P<title>.+?)[ \t]*#*[ \t]*$")
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}|:{3,})")
 TARGET = re.compile(r"^\((?P<label>[^()\s]+)\)=[ \t]*$")
 LABELLED_MATH = re.compile(r"\$\$(?P<body>.+?)\$\$[ \t]*\((?P<label>[^()\s]+)\)", re.S)
 FORMATS = {"figure": "Fig. {number}", "exercise": "Exercise {number}", "section": "Section {number}",
@@ -96,6 +97,37 @@ def strip_hand_number(title: str, chapter: str) -> str:
     return re.sub(rf"^{re.escape(chapter)}(?:\.\d+)*\.?[ \t]+(?=\S)", "", title, count=1)
 
 
+def next_section(page: str, counters: list[int], depth: int) -> str:
+    """The number of the page's next section at ``depth`` (1: a ``##`` under a ``#`` title);
+    ``counters`` holds the numbers so far and is updated. ``""`` on an unnumbered page."""
+    counters[:] = counters[:depth] + [0] * (depth - len(counters))
+    counters[depth - 1] += 1
+    return ".".join([page, *map(str, counters)]) if page else ""
+
+
+def heading_lines(cells: list[str]) -> list[tuple[int, int, int, str]]:
+    """``(cell, line, level, title)`` of every heading in these Markdown texts, in reading
+    order, outside code fences and directives (whose headings are not sections)."""
+    found = []
+    for c, text in enumerate(cells):
+        fence = None
+        for i, line in enumerate(text.split("\n")):
+            opening = FENCE.match(line)
+            if fence is None and opening:
+                fence = opening.group(1)
+            elif fence and line.strip() == fence[0] * len(line.strip()) and len(line.strip()) >= len(fence):
+                fence = None
+            elif fence is None and (heading := HEADING.match(line)):
+                found.append((c, i, len(heading["hashes"]), heading["title"]))
+    return found
+
+
+def site_numbers(levels: list[int], page: str) -> list[str]:
+    """The numbers the site gives headings of these levels, the first being the page's title."""
+    counters: list[int] = []
+    return [page] + [next_section(page, counters, max(level - levels[0], 1)) for level in levels[1:]]
+
+
 def toc_numbers(toc: dict) -> list[tuple[str, str]]:
     """``(docname, section number)`` for every page of a jb-book toc, in reading order.
 
@@ -157,16 +189,14 @@ class _PageNumbers:
             self.page.title, self.title_level = title, level
             number = self.page.number
         else:
-            depth = max(level - self.title_level, 1)
-            self.sections = self.sections[:depth] + [0] * (depth - len(self.sections))
-            self.sections[depth - 1] += 1
-            number = ".".join([self.page.number, *map(str, self.sections)]) if self.page.number else ""
+            number = next_section(self.page.number, self.sections, max(level - self.title_level, 1))
         if self.pending:
             self.add(self.pending, "section", self.pending, number, title)
             self.pending = None
 
-    def text(self, text: str) -> None:
-        for line in text.split("\n"):
+    def text(self, text: str, sections: bool) -> None:
+        """Targets, headings (``sections``: outside directives only) and labelled equations."""
+        for line in text.split("\n") if sections else []:
             if target := TARGET.match(line):
                 self.pending = target["label"]
             elif heading := HEADING.match(line):
@@ -193,9 +223,11 @@ class _PageNumbers:
             number = self.next_number("figure")
             if figure.get("name"):
                 self.add(figure["name"], "figure", figure["name"], number, figure.get("caption", ""))
-        for block in walk(parse_blocks(text)):
+        blocks = parse_blocks(text)
+        top_level = {id(block) for block in blocks}
+        for block in walk(blocks):
             if isinstance(block, Text):
-                self.text(block.text)
+                self.text(block.text, sections=id(block) in top_level)
             elif isinstance(block, Directive):
                 self.directive(block)
 

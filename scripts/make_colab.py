@@ -29,8 +29,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from book_index import BookIndex, build_index  # noqa: E402
-from myst_markdown import Converter, colab_title  # noqa: E402
+from book_index import BookIndex, build_index, heading_lines, site_numbers, strip_hand_number  # noqa: E402
+from myst_markdown import Converter  # noqa: E402
 from toc_notebooks import toc_notebooks  # noqa: E402
 
 EDITION = "colab"
@@ -86,23 +86,28 @@ def caption_cell(cell: nbformat.NotebookNode, converter: Converter) -> nbformat.
     return caption
 
 
+def number_headings(cells: list[nbformat.NotebookNode], page: str) -> None:
+    """Give every heading the number the site shows (Colab has no numbered sidebar, and the
+    text says "section 5.1.1"), in place of any number written by hand."""
+    if not page:
+        return
+    found = heading_lines([c.source if c.cell_type == "markdown" else "" for c in cells])
+    numbers = site_numbers([level for _, _, level, _ in found], page)
+    for (c, i, level, title), number in zip(found, numbers):
+        lines = cells[c].source.split("\n")
+        lines[i] = f"{'#' * level} {number} {strip_hand_number(title, page.split('.')[0])}"
+        cells[c].source = "\n".join(lines)
+
+
 def colab_notebook(nb: nbformat.NotebookNode, index: BookIndex, doc: str) -> nbformat.NotebookNode:
     """The Colab edition of notebook ``nb``, page ``doc`` of the book."""
     nb = nbformat.from_dict(nb)
     converter, page = Converter(index, doc), index.pages[doc]
     uses_widgets = any("ipywidgets" in c.source for c in nb.cells if c.cell_type == "code")
-    cells, first_markdown, first_code = [], True, True
+    cells, first_code = [], True
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = converter.markdown(cell.source)
-            if first_markdown:
-                cell.source = colab_title(cell.source, page.number)
-                title, newline, rest = cell.source.partition("\n")
-                source = f"`{page.path.relative_to(ROOT).as_posix()}`"
-                note = (f"*The Colab edition of [this page of the book]({index.url(doc)}), made from {source} "
-                        "by `make colab`: citations and cross-references link to the book's site.*")
-                cell.source = f"{title}\n\n{note}{newline}{rest}"
-                first_markdown = False
         elif cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             if first_code and uses_widgets:
@@ -111,6 +116,13 @@ def colab_notebook(nb: nbformat.NotebookNode, index: BookIndex, doc: str) -> nbf
         cells.append(cell)
         if cell.cell_type == "code" and (caption := caption_cell(cell, converter)):
             cells.append(caption)
+    number_headings(cells, page.number)
+    title = next(c for c in cells if c.cell_type == "markdown")
+    heading, newline, rest = title.source.partition("\n")
+    note = (f"*The Colab edition of [this page of the book]({index.url(doc)}), made from "
+            f"`{page.path.relative_to(ROOT).as_posix()}` by `make colab`: citations and cross-references "
+            "link to the book's site.*")
+    title.source = f"{heading}\n\n{note}{newline}{rest}"
     nb.cells = cells
     return nb
 

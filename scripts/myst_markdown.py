@@ -18,7 +18,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from book_index import FORMATS, HEADING, LABELLED_MATH, TARGET, BookIndex, strip_hand_number
+from book_index import FORMATS, LABELLED_MATH, TARGET, BookIndex
 from myst_blocks import Block, Code, Directive, Text, parse_blocks
 
 ROLE_OR_CODE = re.compile(r"(?P<role>\{(?P<name>[\w:.+-]+)\})?(?P<ticks>`+)")
@@ -231,14 +231,3 @@ def quote(title: str, body: str) -> str:
     if body:
         lines += ([""] if lines else []) + body.split("\n")
     return "\n".join(f"> {line}" if line else ">" for line in lines)
-
-
-def colab_title(text: str, number: str) -> str:
-    """``text`` whose first line, the page's title, carries the site's number instead of any
-    hand-written one (Colab has no sidebar that numbers it)."""
-    first, newline, rest = text.partition("\n")
-    heading = HEADING.match(first)
-    if heading is None:
-        return text
-    title = strip_hand_number(heading["title"], number.split(".")[0])
-    return f"{heading['hashes']} {number + ' ' if number else ''}{title}{newline}{rest}"
