@@ -202,3 +202,13 @@ def test_readme_links_to_the_colab_edition():
     assert len(links) == len(toc_notebooks())
     for path in links:
         assert path.startswith("colab/") and (ROOT / path).is_file(), path
+
+
+def test_the_colab_button_url_moves_into_the_edition():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import colab_edition
+
+    url = "https://colab.research.google.com/github/o/r/blob/main/./book/ch/page.ipynb"
+    assert colab_edition.colab_url(url, "main") == "https://colab.research.google.com/github/o/r/blob/main/colab/book/ch/page.ipynb"
+    with pytest.raises(Exception, match="unexpected Colab launch URL"):
+        colab_edition.colab_url(url, "dev")
