@@ -32,10 +32,14 @@ def test_book_characters_finds_chinese_only(tmp_path):
 
 
 def test_the_site_serves_the_font():
-    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"]
-    static = [ROOT / path for path in config["html_static_path"]]
-    assert make_cjk_font.FONT_FILE.parent.parent in static
-    css = (make_cjk_font.FONT_FILE.parent.parent / config["html_css_files"][0]).read_text(encoding="utf-8")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]
+    assert config["local_extensions"]["cjk_font"] == "book/_ext"
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import cjk_font
+
+    static = make_cjk_font.FONT_FILE.parent.parent
+    assert cjk_font.STATIC == static and (static / cjk_font.FONT) == make_cjk_font.FONT_FILE
+    css = (static / cjk_font.STYLESHEET).read_text(encoding="utf-8")
     url = re.search(r'url\("([^"]+)"\)', css).group(1)
-    assert (make_cjk_font.FONT_FILE.parent.parent / url) == make_cjk_font.FONT_FILE
+    assert (static / url) == make_cjk_font.FONT_FILE
     assert css.count('"Book CJK Fallback"') == 3  # declared, then last in the text and the code fonts
