@@ -74,9 +74,7 @@ class Converter:
         text = re.sub(r"\$\$.+?\$\$", lambda m: save(m.group(0)), text, flags=re.S)
         text = self.inline(text, save)
         text = LINK.sub(self.link, text)
-        while "\x00" in text:
-            text = re.sub("\x00(\\d+)\x00", lambda m: saved[int(m.group(1))], text)
-        return text
+        return re.sub("\x00(\\d+)\x00", lambda m: saved[int(m.group(1))], text)  # saved text holds none
 
     def inline(self, text: str, save) -> str:
         """Roles converted and code spans protected (both replaced by placeholders)."""
