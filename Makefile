@@ -54,7 +54,7 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 
 test: unit notebooks site student browser ## Set up, then unit tests, every notebook, a warning-free site build, the student site, the browser test
 
-lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab on first use)
+lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
 	$(VENV)/bin/jupyter lab book/
 
