@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTL_TL_PROFILE ?= quick
 
-.PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student
+.PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student colab
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,9 +54,12 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 
 test: unit notebooks site student browser ## Set up, then unit tests, every notebook, a warning-free site build, the student site, the browser test
 
-lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab on first use)
+lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
 	$(VENV)/bin/jupyter lab book/
+
+colab: $(STAMP) ## Write the Colab edition of the notebooks (plain Markdown) into colab/; commit it
+	$(PY) scripts/make_colab.py
 
 strip: $(STAMP) ## Remove outputs and execution counts from every notebook
 	$(PY) scripts/strip_outputs.py book

@@ -10,6 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from book_index import heading_lines  # noqa: E402
 from toc_notebooks import toc_files  # noqa: E402
 
 
@@ -47,6 +48,18 @@ def test_every_notebook_imports_the_package_and_states_its_cost():
         assert "mtl_tl" in code, f"{path.name} does not import mtl_tl"
         first = "".join(nb["cells"][0]["source"])
         assert re.search(r"run time", first, re.I), f"{path.name}: the first cell must state the run time"
+
+
+def test_titles_and_headings_carry_no_hand_written_number():
+    # `numbered: true` in _toc.yml numbers chapters, pages and sections; a number written
+    # by hand shows twice ("4.1. 4.1 Transfer learning"). scripts/renumber_titles.py strips them.
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        first = "".join(nb["cells"][0]["source"]).split("\n", 1)[0]
+        assert re.match(r"^# [^\d\s]", first), f"{path.name}: the first line must be '# Title', without a number"
+        markdown = ["".join(c["source"]) if c["cell_type"] == "markdown" else "" for c in nb["cells"]]
+        numbered = [title for *_, title in heading_lines(markdown) if re.match(r"^\d+(\.\d+)*\.?\s", title)]
+        assert not numbered, f"{path.name}: headings numbered by hand (run scripts/renumber_titles.py): {numbered}"
 
 
 def _name(requirement: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -24,6 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# "4.1. 4.1 Transfer", "3 3 Algorithms": a number the site adds, then the same written by hand.
+REPEATED_NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+\1(?:\.|\s|$)")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
@@ -70,6 +73,33 @@ def _notebook_source(page: str) -> Path | None:
     return source if source.exists() else None
 
 
+def _check_launch_buttons(page: str, launch: list[str]) -> None:
+    """Colab opens the Colab edition (colab/, plain Markdown); Binder the source notebook."""
+    notebook = _notebook_source(page)
+    if notebook is None:
+        return
+    rel = notebook.relative_to(ROOT).as_posix()
+    assert launch, f"{page}: a notebook page without launch buttons"
+    colab = [h for h in launch if "colab.research.google.com" in h]
+    assert colab, f"{page}: no Colab button"
+    for href in launch:
+        assert rel in unquote(href), f"{page}: launch link {href} does not point at {rel}"
+        if href in colab:  # .../github/ORG/REPO/blob/BRANCH/colab/book/...
+            edition = unquote(urlparse(href).path).split("/blob/", 1)[1].split("/", 1)[1]
+            assert edition == f"colab/{rel}" and (ROOT / edition).is_file(), \
+                f"{page}: the Colab button {href} does not open the Colab edition colab/{rel}"
+
+
+def _check_titles(page: str, tab) -> None:
+    """No heading or sidebar entry shows its number twice ("4.1. 4.1 Transfer learning")."""
+    texts = tab.evaluate("() => [...document.querySelectorAll('h1, h2, h3, h4, nav a')].map(e => e.innerText)")
+    repeated = [t for t in texts if REPEATED_NUMBER.match(t.strip())]
+    assert not repeated, f"{page}: numbers written twice: {repeated[:3]}"
+    title = tab.evaluate("() => document.querySelector('main h1') ? document.querySelector('main h1').innerText : ''")
+    assert not REPEATED_NUMBER.match(tab.title()) and not REPEATED_NUMBER.match(title.strip()), \
+        f"{page}: the title {title!r} repeats its number"
+
+
 @pytest.mark.parametrize("page", _pages())
 def test_page(page, server, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -107,14 +137,10 @@ def test_page(page, server, browser):
                           ".map(i => i.getAttribute('src'))")
     assert not broken, f"{page}: images that did not load: {broken}"
 
-    notebook = _notebook_source(page)
     launch = tab.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)"
                           ".filter(h => h.includes('colab.research.google.com') || h.includes('mybinder.org'))")
-    if notebook is not None:
-        rel = notebook.relative_to(ROOT).as_posix()
-        assert launch, f"{page}: a notebook page without launch buttons"
-        for href in launch:
-            assert rel in unquote(href), f"{page}: launch link {href} does not point at {rel}"
+    _check_launch_buttons(page, launch)
+    _check_titles(page, tab)
 
     links = tab.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
     for href in links:
@@ -133,4 +159,49 @@ def test_page(page, server, browser):
         out = Path(shots) / (page.replace("/", "__").removesuffix(".html") + ".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(out), full_page=True)
+    context.close()
+
+
+# Marks every element whose own text has CJK characters (the web font's unicode-range)
+# and returns how many each has, so that CDP can ask which fonts drew them.
+MARK_CJK = """() => {
+  const cjk = /[\\u3000-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\ufe30-\\ufe4f\\uff00-\\uffef]/g;
+  const counts = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent).join('');
+    const n = (own.match(cjk) || []).length;
+    if (n) { e.setAttribute('data-cjk', String(counts.length)); counts.push(n); }
+  }
+  return counts;
+}"""
+
+
+def test_chinese_text_renders_with_the_web_font(server, browser):
+    """The glossary's Chinese terms, in the text and in the sidebar, are drawn by the book's
+    CJK subset and not as empty boxes: Chromium says which fonts drew each element's text
+    (CSS.getPlatformFontsForNode), and the subset must have drawn every CJK character."""
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
+    tab.goto(server + "book/glossary.html", wait_until="load")
+    faces = tab.evaluate("async () => { await document.fonts.ready; return [...document.fonts]"
+                         ".filter(f => f.family.includes('Book CJK')).map(f => f.status); }")
+    assert faces == ["loaded"], f"the CJK web font did not load: {faces}"
+    counts = tab.evaluate(MARK_CJK)
+    cdp = context.new_cdp_session(tab)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    checked = []
+    for i, count in enumerate(counts):
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": f'[data-cjk="{i}"]'})["nodeId"]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+        if not fonts:  # not laid out (a hidden copy of the title)
+            continue
+        text = tab.evaluate(f"() => document.querySelector('[data-cjk=\"{i}\"]').innerText")
+        drawn = sum(f["glyphCount"] for f in fonts if f.get("isCustomFont") and f["familyName"] == "Noto Sans CJK SC")
+        assert drawn == count, f"{text[:40]!r}: {count} CJK characters, {drawn} drawn by the book's font ({fonts})"
+        checked.append(text)
+    # the title and the sidebar link: the sidebar is drawn before the font arrives (see cjk_font.py)
+    assert len(checked) >= 10 and sum("Glossary (English" in t for t in checked) >= 2, checked[:3]
     context.close()
