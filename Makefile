@@ -7,14 +7,16 @@ STAMP := $(VENV)/.installed
 export MTL_TL_PROFILE ?= quick
 # nbmake runs copies of the notebooks here (nbmake skips anything under _build).
 NBMAKE_RUNS := _nbmake
+# Notebooks run at once under nbmake; each uses one PyTorch thread (benchmarks/RESULTS.md).
+NB_WORKERS ?= 2
 
 # Execute notebooks once, under nbmake, and keep their outputs for the site builds:
 # copies of the notebooks in _toc.yml ($(1) = --stale: only those the execution cache
-# lacks) run under nbmake, and their outputs go into the cache the builds read.
+# lacks) run NB_WORKERS at a time, and their outputs go into the cache the builds read.
 define execute_notebooks
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS) $(1)) || exit 1; \
 	  if [ -z "$$nbs" ]; then echo "every notebook's outputs are in the execution cache"; exit 0; fi; \
-	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -q $$nbs; \
+	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) -p scripts.kernel_stagger -q $$nbs; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
