@@ -5,6 +5,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTL_TL_PROFILE ?= quick
+# nbmake runs copies of the notebooks here (nbmake skips anything under _build).
+NBMAKE_RUNS := _nbmake
+# Notebooks run at once under nbmake; each uses one PyTorch thread (benchmarks/RESULTS.md).
+NB_WORKERS ?= 2
+
+# Execute notebooks once, under nbmake, and keep their outputs for the site builds:
+# copies of the notebooks in _toc.yml ($(1) = --stale: only those the execution cache
+# lacks) run NB_WORKERS at a time, and their outputs go into the cache the builds read.
+define execute_notebooks
+	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS) $(1)) || exit 1; \
+	  if [ -z "$$nbs" ]; then echo "every notebook's outputs are in the execution cache"; exit 0; fi; \
+	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) -p scripts.kernel_stagger -q $$nbs; \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
+endef
+
+# A warning-free jupyter-book build ($(1): its extra options) that takes every notebook's
+# outputs from the cache: its log ($(2)) must show that it executed none itself.
+define build_site
+	mkdir -p $(dir $(2)); set -o pipefail; \
+	  $(VENV)/bin/jupyter-book build . $(1) -n -W --keep-going 2>&1 | tee $(2) && \
+	  $(PY) scripts/execution_cache.py check $(2)
+endef
 
 .PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student colab
 
@@ -21,22 +45,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the package with its book and test extras
 
-book: $(STAMP) ## Execute every notebook (quick profile) and build the site into _build/html
-	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+book: $(STAMP) ## Execute the notebooks not yet run (nbmake, quick profile) and build the site into _build/html
+	$(call execute_notebooks,--stale)
+	$(call build_site,,_build/site.log)
 	@echo "Open $(CURDIR)/_build/html/index.html"
 
 unit: $(STAMP) ## Run the unit tests
 	$(PY) -m pytest tests -q --ignore=tests/browser; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no unit tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 
-notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake
-	nbs=$$($(PY) scripts/toc_notebooks.py); \
-	  if [ -z "$$nbs" ]; then echo "_toc.yml lists no notebook" >&2; exit 1; fi; \
-	  $(PY) -m pytest --nbmake --nbmake-timeout=300 -q $$nbs; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; exit $$rc
+notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake and keep the outputs for the site
+	$(call execute_notebooks,)
 
-site: $(STAMP) ## Check that the site builds with zero warnings
-	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+site: $(STAMP) ## Check that the site builds with zero warnings, from nbmake's outputs
+	$(call execute_notebooks,--stale)
+	$(call build_site,,_build/site.log)
 
 browser-deps: ## Install Debian's Chromium for the browser test (needs root and apt-get)
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
@@ -71,10 +94,11 @@ student: $(STAMP) ## Student edition: notebooks without solutions, and a site wi
 	rm -rf _build/student
 	$(PY) scripts/make_student.py notebooks _build/student/notebooks
 	$(PY) scripts/make_student.py config _build/student/_config.yml
-	$(VENV)/bin/jupyter-book build . --config _build/student/_config.yml --path-output _build/student -n -W --keep-going
+	$(call execute_notebooks,--stale)
+	$(call build_site,--config _build/student/_config.yml --path-output _build/student,_build/student/build.log)
 	$(PY) scripts/make_student.py check _build/student/_build/html
 	@echo "Student notebooks: $(CURDIR)/_build/student/notebooks; student site: $(CURDIR)/_build/student/_build/html/index.html"
 
 clean: ## Remove the built site and caches (keeps .venv)
-	rm -rf _build .jupyter_cache .pytest_cache
+	rm -rf _build $(NBMAKE_RUNS) .jupyter_cache .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
