@@ -9,6 +9,10 @@ export MTL_TL_PROFILE ?= quick
 NBMAKE_RUNS := _nbmake
 # Notebooks run at once under nbmake; each uses one PyTorch thread (benchmarks/RESULTS.md).
 NB_WORKERS ?= 2
+# make robust: every notebook again, on seeds its claims were not written with
+# (MTL_TL_SEED_BASE; the site shows base 0). Its copies run here and are not stored.
+ROBUST_SEED_BASE ?= 1000
+NBMAKE_ROBUST := _nbmake_robust
 
 # Execute notebooks once, under nbmake, and keep their outputs for the site builds:
 # copies of the notebooks in _toc.yml ($(1) = --stale: only those the execution cache
@@ -30,7 +34,7 @@ define build_site
 	  $(PY) scripts/execution_cache.py check $(2)
 endef
 
-.PHONY: help setup book test unit notebooks site browser browser-deps lab strip clean bench screenshots student colab
+.PHONY: help setup book test unit notebooks robust site browser browser-deps lab strip clean bench screenshots student colab
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +61,13 @@ unit: $(STAMP) ## Run the unit tests
 notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake and keep the outputs for the site
 	$(call execute_notebooks,)
 
+robust: $(STAMP) ## Execute every notebook again with another seed base (MTL_TL_SEED_BASE=1000); stores nothing
+	rm -rf $(NBMAKE_ROBUST)
+	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_ROBUST)) || exit 1; \
+	  MTL_TL_SEED_BASE=$(ROBUST_SEED_BASE) $(PY) -m pytest --nbmake --nbmake-timeout=300 -n $(NB_WORKERS) \
+	    -p scripts.kernel_stagger -q $$nbs; \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; exit $$rc
+
 site: $(STAMP) ## Check that the site builds with zero warnings, from nbmake's outputs
 	$(call execute_notebooks,--stale)
 	$(call build_site,,_build/site.log)
@@ -75,7 +86,7 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 	SCREENSHOTS=$(CURDIR)/_build/screenshots $(PY) -m pytest tests/browser -q
 	@echo "Screenshots in $(CURDIR)/_build/screenshots"
 
-test: unit notebooks site student browser ## Set up, then unit tests, every notebook, a warning-free site build, the student site, the browser test
+test: unit notebooks robust site student browser ## Set up, then unit tests, every notebook (seed base 0, then 1000), a warning-free site build, the student site, the browser test
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
@@ -100,5 +111,5 @@ student: $(STAMP) ## Student edition: notebooks without solutions, and a site wi
 	@echo "Student notebooks: $(CURDIR)/_build/student/notebooks; student site: $(CURDIR)/_build/student/_build/html/index.html"
 
 clean: ## Remove the built site and caches (keeps .venv)
-	rm -rf _build $(NBMAKE_RUNS) .jupyter_cache .pytest_cache
+	rm -rf _build $(NBMAKE_RUNS) $(NBMAKE_ROBUST) .jupyter_cache .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
