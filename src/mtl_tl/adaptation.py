@@ -197,7 +197,7 @@ def train_dann(
 ) -> History:
     """Domain-adversarial training (DANN; Ganin & Lempitsky, 2015) with unlabelled target images.
 
-    Adds a task named :data:`DOMAIN_TASK` whose head is :func:`domain_classifier`
+    Adds a task named :data:`~mtl_tl.adaptation.DOMAIN_TASK` whose head is :func:`domain_classifier`
     (gradient reversal, then an MLP with ``hidden`` units, then 2 logits) and whose
     data is the source images and ``target_x`` in one :class:`~mtl_tl.data.TensorData`
     labelled 0 (source) and 1 (target). The engine groups tasks by their data object,
@@ -348,7 +348,7 @@ def train_coral(
     """Deep CORAL (Sun & Saenko, 2016): ``L_source + lam * CORAL`` with unlabelled target images.
 
     The trick that makes CORAL a :class:`~mtl_tl.tasks.Task` of the one engine: a task
-    named :data:`CORAL_TASK` whose head is ``nn.Identity`` (its "prediction" is the
+    named :data:`~mtl_tl.adaptation.CORAL_TASK` whose head is ``nn.Identity`` (its "prediction" is the
     trunk's features ``(B, D)``), whose data mixes the source images and ``target_x``
     labelled 0 and 1, and whose loss is :func:`coral_loss` between the batch's rows
     labelled 0 and those labelled 1. Mixed batches are drawn uniformly from the union,

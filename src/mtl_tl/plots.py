@@ -16,7 +16,7 @@ Importing this module changes no global setting.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ._checks import check_choice, check_frame, check_metric
+from .history import History  # what training leaves behind; the figures need no engine
 from ._plotting import (
     as_history,
     domain_names,
@@ -39,8 +40,6 @@ from ._plotting import (
     one_row_per_point,
 )
 
-if TYPE_CHECKING:
-    from .engine import History  # only for the annotations: the figures need no engine
 
 __all__ = [
     "PALETTE",

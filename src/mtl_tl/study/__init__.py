@@ -64,7 +64,7 @@ Example:
 
 The parts, one module each: ``design`` (the methods, relatedness levels and
 :class:`StudyConfig`), ``runner`` (:func:`run_study`, which hands each run one
-:class:`~mtl_tl.study.runner.Cell`), ``decisions``
+``Cell``), ``decisions``
 (:func:`decision_table`, :func:`derive_rules`) and ``result`` (:class:`StudyResult`).
 Import everything from ``mtl_tl.study``.
 
