@@ -47,10 +47,13 @@ _DOMAIN_LIMITS = {"texture": 1.0, "noise": 1.0, "hue_shift": 360.0, "rotation": 
 class Domain:
     """How shape images *look*: the knob that makes a source and a target domain.
 
-    A domain changes appearance only. The labels keep their meaning in every domain
-    (``shape`` 2 is always a triangle, ``colour`` 0 is always the class called "red"),
-    so a model trained on one domain can be scored on another; how much of its
-    accuracy survives measures how related the two domains are (chapter 4.1).
+    Texture, noise and rotation change appearance only (covariate shift): the labels
+    keep their meaning (``shape`` 2 is always a triangle), so a model trained on one
+    domain can be scored on another, and how much of its accuracy survives measures how
+    related the two domains are (chapter 4.1). ``hue_shift`` and ``invert_prob`` change
+    what a colour *means* for the ``colour`` label (concept shift: P(Y|X) changes); at
+    72 degrees the colour labels are permuted, which by Pan and Yang's definition is
+    another task (chapter 4.3). Shape labels keep their meaning in every domain.
 
     Attributes:
         texture: largest amplitude of the stripe texture laid over every pixel, in [0, 1];
