@@ -101,7 +101,8 @@ def test_gradnorm_toy_lowers_the_weight_of_the_large_scale_task():
     seed_everything(0)
     trunk = nn.Sequential(nn.Flatten(), nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
     tasks = [Task(f"t{i}", nn.Linear(64, 8), data, loss="mse", metric="neg_mse") for i in (1, 2)]
-    strategy = RecordingGradNorm(alpha=0.12)
+    # A fast weight learning rate (25x the default), so that 160 steps reach the balance.
+    strategy = RecordingGradNorm(alpha=0.12, lr=0.025)
     history = train_jointly(trunk, tasks, strategy=strategy, epochs=20, lr=1e-3, device="cpu")
     trace = torch.stack(strategy.trace)  # (steps, 2)
     assert strategy.shared_layer(list(trunk.parameters())) is trunk[3].weight
