@@ -142,11 +142,7 @@ def fit(
         steps_per_epoch: override the number of steps per epoch (equal budgets).
         device: where to train; default :func:`mtl_tl.config.get_device`.
         clip_grad_norm: clip the global gradient norm to this value.
-        seed: seed of the batch order: stream ``i`` shuffles with ``seed + i``, a
-            :class:`~mtl_tl.data.TensorData` through its loader and a shuffling
-            ``DataLoader`` through its sampler's generator (see
-            :class:`~mtl_tl.streams.BatchStream`). The caller seeds the model's
-            initialisation (:func:`mtl_tl.config.seed_everything`).
+        seed: the batch order, a shuffling DataLoader's too (:class:`~mtl_tl.streams.BatchStream`).
         evaluate_every: evaluate the test splits every this many epochs (and after the last).
         progress: show a progress bar; default: yes, except under tests and CI.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
