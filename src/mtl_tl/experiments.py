@@ -317,13 +317,8 @@ def mean_std(
         data = rows["value"]
     elif where or metric is not None:
         raise TypeError("metric= and filters apply to a DataFrame only; data is a sequence of values")
-    if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, np.ndarray, pd.Series, torch.Tensor)):
-        raise TypeError(f"data must be a DataFrame or a sequence of numbers, got {type(data).__name__}")
-    values = np.asarray(data.detach().cpu() if isinstance(data, torch.Tensor) else data, dtype=float).ravel()
-    if values.size == 0:
-        raise ValueError("data is empty; it needs at least one value")
-    if not np.isfinite(values).all():
-        raise ValueError(f"data must be finite, got {values.tolist()[:8]}")
+    values = _finite_values(data, "data", "a DataFrame or a sequence of numbers", 1,
+                            "data is empty; it needs at least one value")
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return f"{values.mean():.{digits}f} ± {std:.{digits}f} (n={values.size})"
 
@@ -380,15 +375,21 @@ def paired_difference(
     return difference
 
 
-def _differences(diff: Any) -> np.ndarray:
-    if isinstance(diff, (str, bytes)) or not isinstance(diff, (Sequence, np.ndarray, pd.Series, torch.Tensor)):
-        raise TypeError(f"diff must be a sequence of per-seed differences, got {type(diff).__name__}")
-    values = np.asarray(diff.detach().cpu() if isinstance(diff, torch.Tensor) else diff, dtype=float).ravel()
-    if values.size < 2:
-        raise ValueError(f"a claim needs the differences of at least 2 seeds, got {values.size}")
+def _finite_values(data: Any, name: str, kind: str, min_size: int, too_few: str) -> np.ndarray:
+    """``data`` (a sequence, array, ``Series`` or tensor of numbers) as a flat float array, checked."""
+    if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, np.ndarray, pd.Series, torch.Tensor)):
+        raise TypeError(f"{name} must be {kind}, got {type(data).__name__}")
+    values = np.asarray(data.detach().cpu() if isinstance(data, torch.Tensor) else data, dtype=float).ravel()
+    if values.size < min_size:
+        raise ValueError(too_few.format(n=values.size))
     if not np.isfinite(values).all():
-        raise ValueError(f"diff must be finite, got {values.tolist()[:8]}")
+        raise ValueError(f"{name} must be finite, got {values.tolist()[:8]}")
     return values
+
+
+def _differences(diff: Any) -> np.ndarray:
+    return _finite_values(diff, "diff", "a sequence of per-seed differences", 2,
+                          "a claim needs the differences of at least 2 seeds, got {n}")
 
 
 def standard_error(diff: Sequence[float] | np.ndarray | pd.Series) -> float:
