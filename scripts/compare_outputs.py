@@ -58,10 +58,8 @@ def notebooks(tree: Path) -> list[Path]:
 
 
 def execute(path: Path, tree: Path, out: Path) -> tuple[str, float]:
-    """Execute one notebook in its own folder with ``tree/src`` on the path."""
+    """Execute one notebook in its own folder (``run`` put ``tree/src`` first on the path)."""
     nb = nbformat.read(path, as_version=4)
-    env_path = f"{tree / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    os.environ["PYTHONPATH"] = env_path  # inherited by the kernel started below
     start = time.perf_counter()
     failure = ""
     try:
@@ -77,6 +75,8 @@ def execute(path: Path, tree: Path, out: Path) -> tuple[str, float]:
 
 def run(tree: Path, out: Path, workers: int) -> None:
     os.environ.update(MTL_TL_PROFILE="quick", MTL_TL_DEVICE="cpu", MTL_TL_QUIET="1", MPLBACKEND="Agg")
+    # The kernels inherit it: the tree's own package comes first, whatever is installed.
+    os.environ["PYTHONPATH"] = f"{tree / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     paths = notebooks(tree)
     if not paths:
         raise SystemExit(f"{tree}/_toc.yml lists no notebook")
