@@ -551,3 +551,12 @@ def test_pcgrad_projects_on_a_gradient_whose_squared_norm_underflows():
     g1, g2 = torch.tensor([1.0, 1.0]), torch.tensor([-1e-24, 0.0])
     combined = pcgrad_combine([g1, g2], torch.Generator().manual_seed(0))
     assert torch.allclose(combined, torch.tensor([0.0, 1.0]), atol=1e-6)
+
+
+def test_dwa_stops_on_a_diverged_loss():
+    from mtl_tl.weighting import DWA
+
+    dwa = DWA()
+    dwa.on_epoch_end({"a": 1.0, "b": 2.0})
+    with pytest.raises(ValueError, match=r"DWA: the training loss of \['b'\] is not finite"):
+        dwa.on_epoch_end({"a": 0.9, "b": float("nan")})

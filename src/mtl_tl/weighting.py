@@ -419,5 +419,10 @@ class DWA(LossStrategy):
 
     def on_epoch_end(self, train_losses: Mapping[str, float]) -> None:
         """Record this epoch's training losses and set the next epoch's weights."""
-        self.loss_history.append({n: float(v) for n, v in train_losses.items()})
+        losses = {n: float(v) for n, v in train_losses.items()}
+        bad = {n: v for n, v in losses.items() if not math.isfinite(v)}
+        if bad:  # once per epoch: a diverged task would otherwise turn every weight into NaN
+            raise ValueError(f"DWA: the training loss of {sorted(bad)} is not finite ({bad}); "
+                             "training diverged: lower the learning rate or clip the gradients")
+        self.loss_history.append(losses)
         self.current = _dwa_weights(self.loss_history, self.temperature)
