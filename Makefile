@@ -34,10 +34,10 @@ define build_site
 	  $(PY) scripts/execution_cache.py check $(2)
 endef
 
-.PHONY: help setup book test unit notebooks robust site browser browser-deps lab strip clean bench screenshots student colab
+.PHONY: help setup book test unit notebooks robust site browser browser-deps lab strip clean bench screenshots student colab gpu-check
 
 help: ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed, found " + sys.version.split()[0])'
@@ -101,6 +101,9 @@ strip: $(STAMP) ## Remove outputs and execution counts from every notebook
 bench: $(STAMP) ## Run the benchmarks; writes benchmarks/results.json
 	$(PY) benchmarks/run.py
 
+gpu-check: $(STAMP) ## On a CUDA GPU: every notebook in both profiles, the GPU benchmark; table into benchmarks/RESULTS.md
+	$(PY) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
 student: $(STAMP) ## Student edition: notebooks without solutions, and a site with solutions hidden
 	rm -rf _build/student
 	$(PY) scripts/make_student.py notebooks _build/student/notebooks
@@ -111,5 +114,5 @@ student: $(STAMP) ## Student edition: notebooks without solutions, and a site wi
 	@echo "Student notebooks: $(CURDIR)/_build/student/notebooks; student site: $(CURDIR)/_build/student/_build/html/index.html"
 
 clean: ## Remove the built site and caches (keeps .venv)
-	rm -rf _build $(NBMAKE_RUNS) $(NBMAKE_ROBUST) .jupyter_cache .pytest_cache
+	rm -rf _build _gpu_check $(NBMAKE_RUNS) $(NBMAKE_ROBUST) .jupyter_cache .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
