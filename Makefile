@@ -9,6 +9,8 @@ export MTL_TL_PROFILE ?= quick
 NBMAKE_RUNS := _nbmake
 # Notebooks run at once under nbmake; each uses one PyTorch thread (benchmarks/RESULTS.md).
 NB_WORKERS ?= 2
+# Unit tests and browser pages run this many at once (pytest-xdist): two fit the two cores.
+TEST_WORKERS ?= 2
 # make robust: every notebook again, on seeds its claims were not written with
 # (MTL_TL_SEED_BASE; the site shows base 0). Its copies run here and are not stored.
 ROBUST_SEED_BASE ?= 1000
@@ -55,7 +57,7 @@ book: $(STAMP) ## Execute the notebooks not yet run (nbmake, quick profile) and 
 	@echo "Open $(CURDIR)/_build/html/index.html"
 
 unit: $(STAMP) ## Run the unit tests
-	$(PY) -m pytest tests -q --ignore=tests/browser; rc=$$?; \
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --ignore=tests/browser; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no unit tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 
 notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake and keep the outputs for the site
@@ -79,7 +81,7 @@ browser-deps: ## Install Debian's Chromium for the browser test (needs root and 
 	else echo "Chromium is missing and cannot be installed here: the browser test will be skipped"; fi
 
 browser: $(STAMP) browser-deps ## Open every page of the built site in headless Chromium, offline
-	$(PY) -m pytest tests/browser -q
+	$(PY) -m pytest tests/browser -q -n $(TEST_WORKERS)
 
 screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _build/screenshots
 	@test -f _build/html/index.html || $(MAKE) site
