@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -210,13 +211,23 @@ def test_run_study_rejects_a_non_config():
 
 def _summary(cells: dict[tuple[str, int], dict[str, tuple[float, float]]], n: int = 3,
              source: dict[tuple[str, int], dict[str, tuple[float, float]]] | None = None) -> pd.DataFrame:
-    """A hand-built study summary: {(relatedness, k): {method: (mean, std)}}."""
+    """A hand-built study table, per seed: {(relatedness, k): {method: (mean, std over seeds)}}.
+
+    Each method's n values have exactly that mean and sample std; each method orders one
+    standard pattern in its own way over the seeds, so that paired differences vary by seed.
+    """
+    base = [0.0] if n == 1 else [(2 * i / (n - 1) - 1) for i in range(n)]
+    if n > 1:
+        spread = pd.Series(base).std()
+        base = [b / spread for b in base]
     rows = []
     for metric, table in (("target_accuracy", cells), ("source_accuracy", source or {})):
         for (level, k), methods in table.items():
             for method, (mean, std) in methods.items():
-                rows.append({"relatedness": level, "shift": RELATEDNESS[level], "k": k, "method": method,
-                             "metric": metric, "mean": mean, "std": std, "n": n})
+                orders = list(itertools.permutations(base))
+                pattern = orders[(METHODS.index(method) if method in METHODS else 0) % len(orders)]
+                rows += [{"relatedness": level, "shift": RELATEDNESS[level], "k": k, "method": method,
+                          "seed": seed, "metric": metric, "value": mean + std * z} for seed, z in enumerate(pattern)]
     return pd.DataFrame(rows)
 
 
@@ -224,7 +235,7 @@ def _summary(cells: dict[tuple[str, int], dict[str, tuple[float, float]]], n: in
 TEXTBOOK = {
     ("near", 1): {"scratch": (0.40, 0.05), "transfer": (0.85, 0.03), "joint": (0.70, 0.04), "sequential": (0.80, 0.02)},
     ("near", 50): {"scratch": (0.95, 0.02), "transfer": (0.96, 0.01), "joint": (0.95, 0.02), "sequential": (0.96, 0.01)},
-    ("unrelated", 1): {"scratch": (0.40, 0.05), "transfer": (0.30, 0.02), "joint": (0.38, 0.04), "sequential": (0.41, 0.05)},
+    ("unrelated", 1): {"scratch": (0.40, 0.01), "transfer": (0.30, 0.02), "joint": (0.38, 0.04), "sequential": (0.41, 0.01)},
     ("unrelated", 50): {"scratch": (0.94, 0.01), "transfer": (0.90, 0.01), "joint": (0.93, 0.01), "sequential": (0.93, 0.02)},
 }
 KEEPS = {key: {"transfer": (0.50, 0.05), "sequential": (0.40, 0.05), "joint": (0.97, 0.01)} for key in TEXTBOOK}
@@ -236,8 +247,9 @@ def test_decision_table_exactly():
     first = m.iloc[0]
     assert (first["winner"], first["runner_up"]) == ("transfer", "sequential")
     assert first["margin"] == pytest.approx(0.05)
-    assert first["pooled_std"] == pytest.approx(math.sqrt((0.03**2 + 0.02**2) / 2))
-    assert bool(first["clear"]) is True
+    # Per seed, transfer - sequential = 0.82-0.80, 0.88-0.82, 0.85-0.78: the paired standard error.
+    assert first["margin_se"] == pytest.approx(pd.Series([0.02, 0.06, 0.07]).std() / math.sqrt(3))
+    assert bool(first["clear"]) is True and first["n"] == 3
     assert first["scratch_mean"] == pytest.approx(0.40)
     assert (first["best_source_method"], first["source_gain"]) == ("transfer", pytest.approx(0.45))
     # A tie goes to the method listed first in METHODS (transfer before sequential).
@@ -247,6 +259,18 @@ def test_decision_table_exactly():
     assert (unrel1["winner"], unrel1["runner_up"]) == ("sequential", "scratch")
     assert bool(unrel1["clear"]) is False
     assert unrel1["source_gain"] == pytest.approx(0.01)
+
+
+def test_decision_table_pairs_the_seeds():
+    """Seeds that move both methods together: a margin far below their spread is still clear."""
+    values = {"scratch": [0.30, 0.50, 0.70], "transfer": [0.35, 0.56, 0.74]}
+    table = pd.DataFrame([{"relatedness": "near", "k": 1, "method": m, "seed": seed, "metric": "target_accuracy",
+                           "value": v} for m, vs in values.items() for seed, v in enumerate(vs)])
+    row = decision_table(table).iloc[0]
+    assert (row["winner"], row["runner_up"], bool(row["clear"])) == ("transfer", "scratch", True)
+    assert row["margin"] == pytest.approx(0.05) and row["winner_std"] > 0.15
+    table.loc[table["method"] == "transfer", "value"] = [0.74, 0.56, 0.35]  # same numbers, other seeds
+    assert not bool(decision_table(table).iloc[0]["clear"])
 
 
 def test_decision_table_with_one_seed_is_never_clear():
@@ -290,7 +314,10 @@ def test_need_both_tasks_allows_a_near_domain_with_little_to_forget():
     keeps[("near", 50)]["sequential"] = (0.97, 0.01)  # sequential forgot nothing here, transfer did
     rules = derive_rules(_summary(TEXTBOOK, source=keeps), include_unsupported=True).set_index("rule")
     assert bool(rules.loc["need both tasks", "supported"]) is True
-    keeps[("near", 50)]["sequential"] = (0.99, 0.001)  # now sequential keeps it better than joint
+    keeps[("near", 50)]["sequential"] = (0.99, 0.001)  # 0.02 better than joint: below NEGLIGIBLE, still fine
+    rules = derive_rules(_summary(TEXTBOOK, source=keeps), include_unsupported=True).set_index("rule")
+    assert bool(rules.loc["need both tasks", "supported"]) is True
+    keeps[("near", 50)]["joint"] = (0.90, 0.01)  # now sequential keeps it better than joint, by 0.09
     rules = derive_rules(_summary(TEXTBOOK, source=keeps), include_unsupported=True).set_index("rule")
     assert bool(rules.loc["need both tasks", "supported"]) is False
 
@@ -332,8 +359,8 @@ def test_rules_need_three_seeds():
     assert rules_markdown(derive_rules(_summary(TEXTBOOK))).startswith("| situation |")
 
 
-def test_rules_of_a_real_summary_only_use_its_own_columns(tiny_result):
-    table = derive_rules(tiny_result.summary, include_unsupported=True)
+def test_rules_of_a_real_table_only_use_its_own_columns(tiny_result):
+    table = derive_rules(tiny_result.table, include_unsupported=True)
     assert list(table.columns) == ["rule", "situation", "advice", "evidence", "supported"]
     assert set(summarize(tiny_result.table)["metric"]) >= {"target_accuracy", "source_accuracy"}
 
@@ -415,7 +442,7 @@ def test_tiny_run_writes_every_file(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["relatedness", "shift", "k", "method", "metric", "mean", "std", "n"]
     table = pd.read_csv(out / "decision_table.csv")
-    assert {"relatedness", "k", "winner", "runner_up", "margin", "pooled_std", "clear"} <= set(table.columns)
+    assert {"relatedness", "k", "winner", "runner_up", "margin", "margin_se", "clear"} <= set(table.columns)
     assert len(table) == 1
     again = StudyResult.from_json(out / "results.json")
     assert again.config.methods == ("scratch", "transfer") and again.config.epochs == 1

@@ -311,7 +311,7 @@ def _run_study(args: argparse.Namespace) -> int:
         say("\ntarget accuracy, mean ± std over seeds:")
         say(result.pivot("target_accuracy").to_string())
         say("\ndecision table:")
-        say(result.decision_table()[["relatedness", "k", "winner", "margin", "pooled_std", "clear"]]
+        say(result.decision_table()[["relatedness", "k", "winner", "margin", "margin_se", "clear"]]
             .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         say("\nrules of thumb:")
         say(rules_markdown(rules))

@@ -53,8 +53,8 @@ target test set; ``source_accuracy`` on a held-out source test set after all tra
 forgets? not defined for ``scratch``, which has no source head); ``examples``,
 ``seconds`` and ``steps`` (optimiser updates). :class:`StudyResult` holds the tidy table
 and derives the summary (mean, std, n over seeds), the decision table (who wins each cell,
-by how much, and whether the win exceeds the seeds' spread) and, from the table, the
-rules of thumb, each stated only when the numbers support it.
+by how much, and whether the win passes the book's rule on the paired per-seed
+differences) and the rules of thumb, each stated only when the numbers support it.
 
 Example:
     >>> from mtl_tl.study import StudyConfig, run_study       # doctest: +SKIP
@@ -81,6 +81,7 @@ from .design import (
     METHODS,
     METRICS,
     MIN_SEEDS,
+    NEGLIGIBLE,
     NORMS,
     PRETRAINED_METHODS,
     RELATEDNESS,
@@ -104,6 +105,7 @@ __all__ = [
     "NORMS",
     "METRICS",
     "MIN_SEEDS",
+    "NEGLIGIBLE",
     "UNRELATED_SHIFT",
     "CONFIG_COLUMNS",
     "StudyConfig",

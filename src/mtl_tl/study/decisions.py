@@ -1,21 +1,25 @@
-"""From a study's summary to a decision table and rules of thumb (chapter 4.3).
+"""From a study's per-seed results to a decision table and rules of thumb (chapter 4.3).
 
-Each cell's winner is compared with the seeds' spread; a rule is stated only when
-the cells it covers support it with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds.
+Each cell's winner is compared with its runner-up by the book's one rule for a claim
+(chapter 1, :func:`mtl_tl.experiments.beats`): on the per-seed differences, which pair
+the two methods on the same data, initialisation and batches. A rule is stated only
+when the cells it covers support it with at least :data:`~mtl_tl.study.design.MIN_SEEDS`
+seeds.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from .._checks import check_frame, check_type
+from ..experiments import beats, standard_error
 from .design import (
     METHODS,
     MIN_SEEDS,
+    NEGLIGIBLE,
     PRETRAINED_METHODS,
     RELATEDNESS,
     SOURCE_METHODS,
@@ -23,78 +27,104 @@ from .design import (
     relatedness_shift,
 )
 
-
-def _pooled(a: float, b: float) -> float:
-    """Pooled standard deviation of two arms with equal seeds: ``sqrt((a^2 + b^2) / 2)``."""
-    return math.sqrt((a * a + b * b) / 2.0)
+_COLUMNS = ["relatedness", "k", "method", "seed", "metric", "value"]
 
 
-def _check_summary(summary: Any) -> pd.DataFrame:
-    check_frame("summary", summary, ["relatedness", "k", "method", "metric", "mean", "std", "n"])
-    unknown = sorted(set(summary["method"]) - set(METHODS))
+def _check_table(table: Any) -> pd.DataFrame:
+    check_frame("table", table, _COLUMNS)
+    unknown = sorted(set(table["method"]) - set(METHODS))
     if unknown:
-        raise ValueError(f"summary names unknown method(s) {unknown}; accepted: {', '.join(METHODS)}")
-    return summary
+        raise ValueError(f"table names unknown method(s) {unknown}; accepted: {', '.join(METHODS)}")
+    return table
 
 
-def _cells(summary: pd.DataFrame, metric: str) -> list[tuple[tuple[str, float, int], pd.DataFrame]]:
-    part = summary[summary["metric"] == metric]
+def _cells(table: pd.DataFrame, metric: str) -> list[tuple[tuple[str, float, int], pd.DataFrame]]:
+    """``((relatedness, shift, k), cell)`` by shift then k; a cell has one row per seed, a column per method."""
+    part = table[table["metric"] == metric]
     if part.empty:
-        raise ValueError(f"summary has no rows for metric {metric!r}; it has {sorted(set(summary['metric']))}")
+        raise ValueError(f"table has no rows for metric {metric!r}; it has {sorted(set(table['metric']))}")
     if "shift" not in part.columns:
         part = part.assign(shift=[relatedness_shift(r) if r in RELATEDNESS else float("nan")
                                   for r in part["relatedness"]])
     cells = []
     for (level, shift, k), group in part.groupby(["relatedness", "shift", "k"], sort=False, dropna=False):
-        if group["method"].duplicated().any():
-            raise ValueError(f"summary has several rows per method for relatedness={level!r}, k={k}")
-        cells.append(((level, float(shift), int(k)), group.set_index("method")))
+        if group.duplicated(["method", "seed"]).any():
+            raise ValueError(f"table has several rows per method and seed for relatedness={level!r}, k={k}")
+        cell = group.pivot(index="seed", columns="method", values="value")
+        cells.append(((level, float(shift), int(k)), cell[[m for m in METHODS if m in cell.columns]]))
     return sorted(cells, key=lambda c: (c[0][1], c[0][2]))
+
+
+def _mean(cell: pd.DataFrame, method: str) -> float:
+    return float(cell[method].mean())
 
 
 def _ranked(cell: pd.DataFrame) -> list[str]:
     """The cell's methods, best mean first; a tie goes to the method listed first in METHODS."""
-    return sorted(cell.index, key=lambda m: (-cell.loc[m, "mean"], METHODS.index(m)))
+    return sorted(cell.columns, key=lambda m: (-_mean(cell, m), METHODS.index(m)))
 
 
-def decision_table(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd.DataFrame:
+def _paired(cell: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """Per-seed ``a - b`` over the seeds both methods ran."""
+    return (cell[a] - cell[b]).dropna()
+
+
+def _beats(cell: pd.DataFrame, a: str, b: str) -> bool:
+    """``a`` beats ``b`` by the book's rule on paired seeds, with at least :data:`~mtl_tl.study.design.MIN_SEEDS` of them."""
+    d = _paired(cell, a, b)
+    return len(d) >= MIN_SEEDS and beats(d)
+
+
+def _gains_little(cell: pd.DataFrame, a: str, b: str) -> bool:
+    """``a`` gains less than :data:`~mtl_tl.study.design.NEGLIGIBLE` over ``b``: an upper bound on paired seeds.
+
+    ``mean(a - b) + 2 SE < NEGLIGIBLE``, which is the rule of :func:`mtl_tl.experiments.beats`
+    applied to ``b - a`` with the margin ``-NEGLIGIBLE``.
+    """
+    d = _paired(cell, a, b)
+    return len(d) >= MIN_SEEDS and beats(-d, by=-NEGLIGIBLE)
+
+
+def decision_table(table: pd.DataFrame, metric: str = "target_accuracy") -> pd.DataFrame:
     """Who wins each (relatedness, k) cell, by how much, and whether it is more than noise.
 
     Args:
-        summary: a :func:`mtl_tl.experiments.summarize` table of a study: columns
-            ``relatedness``, ``k``, ``method``, ``metric``, ``mean``, ``std``, ``n`` (and
+        table: a study's tidy per-seed table (:attr:`StudyResult.table`): columns
+            ``relatedness``, ``k``, ``method``, ``seed``, ``metric``, ``value`` (and
             ``shift``; derived from preset names when absent).
         metric: the metric to rank the methods by (higher is better).
 
     Returns:
         One row per cell, sorted by shift then k, with columns ``relatedness``, ``shift``,
         ``k``, ``winner``, ``winner_mean``, ``winner_std``, ``runner_up``,
-        ``runner_up_mean``, ``runner_up_std``, ``margin`` (winner minus runner-up),
-        ``pooled_std`` (of the two), ``clear`` (``margin > pooled_std`` with at least
-        :data:`~mtl_tl.study.design.MIN_SEEDS` seeds), ``n`` (fewest seeds of the two), ``scratch_mean`` (NaN without scratch),
-        ``best_source_method`` and ``source_gain`` (the best method that uses the source,
-        minus scratch; NaN when either is missing).
+        ``runner_up_mean``, ``runner_up_std``, ``margin`` (mean of the per-seed differences
+        winner minus runner-up), ``margin_se`` (their standard error; NaN with one seed),
+        ``clear`` (the winner beats the runner-up by the book's rule, ``margin - 2 margin_se
+        > 0``, on at least :data:`~mtl_tl.study.design.MIN_SEEDS` paired seeds), ``n``
+        (paired seeds), ``scratch_mean`` (NaN without scratch), ``best_source_method`` and
+        ``source_gain`` (the best method that uses the source, minus scratch; NaN when
+        either is missing).
     """
-    summary = _check_summary(summary)
+    table = _check_table(table)
     out = []
-    for (level, shift, k), cell in _cells(summary, metric):
-        if len(cell) < 2:
-            raise ValueError(f"cell relatedness={level!r}, k={k} has {len(cell)} method(s); "
+    for (level, shift, k), cell in _cells(table, metric):
+        if cell.shape[1] < 2:
+            raise ValueError(f"cell relatedness={level!r}, k={k} has {cell.shape[1]} method(s); "
                              "a decision table needs >= 2")
         ranked = _ranked(cell)  # scratch is listed first: the simplest method wins a tie
         w, r = ranked[0], ranked[1]
-        pooled = _pooled(cell.loc[w, "std"], cell.loc[r, "std"])
-        n = int(min(cell.loc[w, "n"], cell.loc[r, "n"]))
-        margin = float(cell.loc[w, "mean"] - cell.loc[r, "mean"])
-        scratch = float(cell.loc["scratch", "mean"]) if "scratch" in cell.index else float("nan")
+        d = _paired(cell, w, r)
+        scratch = _mean(cell, "scratch") if "scratch" in cell.columns else float("nan")
         users = [m for m in ranked if m in SOURCE_METHODS]
         best_user = users[0] if users else None
-        gain = float(cell.loc[best_user, "mean"]) - scratch if best_user is not None else float("nan")
+        gain = _mean(cell, best_user) - scratch if best_user is not None else float("nan")
         out.append({
             "relatedness": level, "shift": shift, "k": k,
-            "winner": w, "winner_mean": float(cell.loc[w, "mean"]), "winner_std": float(cell.loc[w, "std"]),
-            "runner_up": r, "runner_up_mean": float(cell.loc[r, "mean"]), "runner_up_std": float(cell.loc[r, "std"]),
-            "margin": margin, "pooled_std": pooled, "clear": bool(n >= MIN_SEEDS and margin > pooled), "n": n,
+            "winner": w, "winner_mean": _mean(cell, w), "winner_std": float(cell[w].std()),
+            "runner_up": r, "runner_up_mean": _mean(cell, r), "runner_up_std": float(cell[r].std()),
+            "margin": float(d.mean()) if len(d) else float("nan"),
+            "margin_se": standard_error(d) if len(d) >= 2 else float("nan"),
+            "clear": _beats(cell, w, r), "n": len(d),
             "scratch_mean": scratch, "best_source_method": best_user, "source_gain": gain,
         })
     return pd.DataFrame(out)
@@ -103,21 +133,8 @@ def decision_table(summary: pd.DataFrame, metric: str = "target_accuracy") -> pd
 # ------------------------------------------------------------------------------ rules
 
 
-def _stat(cell: pd.DataFrame, method: str) -> tuple[float, float, int]:
-    row = cell.loc[method]
-    return float(row["mean"]), float(row["std"]), int(row["n"])
-
-
-def _beats(cell: pd.DataFrame, a: str, b: str) -> bool:
-    """``a`` beats ``b`` by more than their pooled std, with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds each."""
-    ma, sa, na = _stat(cell, a)
-    mb, sb, nb = _stat(cell, b)
-    return min(na, nb) >= MIN_SEEDS and ma - mb > _pooled(sa, sb)
-
-
 def _fmt(cell: pd.DataFrame, method: str) -> str:
-    mean, std, _ = _stat(cell, method)
-    return f"{method} {mean:.2f} ± {std:.2f}"
+    return f"{method} {_mean(cell, method):.2f} ± {float(cell[method].std()):.2f}"
 
 
 _RULE_COLUMNS = ["rule", "situation", "advice", "evidence", "supported"]
@@ -130,7 +147,7 @@ def _rule(rule: str, situation: str, advice: str, evidence: str, supported: bool
 
 @dataclass(frozen=True)
 class _Grid:
-    """The target-accuracy cells of a summary, and the axes of the grid they form."""
+    """The target-accuracy cells of a study's table, and the axes of the grid they form."""
 
     cells: list[tuple[tuple[str, float, int], pd.DataFrame]]  # ((name, shift, k), cell), by shift then k
     by_key: dict[tuple[str, float, int], pd.DataFrame]
@@ -139,9 +156,9 @@ class _Grid:
     levels: list[tuple[float, str]]  # (shift, name), near to far
 
     @classmethod
-    def of(cls, summary: pd.DataFrame) -> _Grid:
-        cells = _cells(summary, "target_accuracy")
-        return cls(cells=cells, by_key=dict(cells), methods=set(summary["method"]),
+    def of(cls, table: pd.DataFrame) -> _Grid:
+        cells = _cells(table, "target_accuracy")
+        return cls(cells=cells, by_key=dict(cells), methods=set(table["method"]),
                    ks=sorted({key[2] for key, _ in cells}), levels=sorted({(key[1], key[0]) for key, _ in cells}))
 
     def cell(self, shift: float, name: str, k: int) -> pd.DataFrame | None:
@@ -157,7 +174,7 @@ def _few_labels_related_source(grid: _Grid) -> _Rule | None:
     holds, evidence = [], []
     for shift, name in related:
         c = grid.cell(shift, name, k0)
-        if c is None or "scratch" not in c.index:
+        if c is None or "scratch" not in c.columns:
             continue
         winner = _ranked(c)[0]
         if winner in SOURCE_METHODS and _beats(c, winner, "scratch"):
@@ -184,15 +201,14 @@ def _many_labels(grid: _Grid) -> _Rule | None:
     ok, evidence = True, []
     for shift, name in grid.levels:
         c = grid.cell(shift, name, k1)
-        if c is None or "scratch" not in c.index:
+        if c is None or "scratch" not in c.columns:
             ok = False
             continue
-        best = _ranked(c)[0]
-        beaten = best != "scratch" and _beats(c, best, "scratch")
-        ok &= not beaten and int(c.loc["scratch", "n"]) >= MIN_SEEDS
-        evidence.append(f"{name}: {_fmt(c, 'scratch')}, best {_fmt(c, best)}")
+        others = [m for m in _ranked(c) if m != "scratch"]
+        ok &= bool(others) and _gains_little(c, others[0], "scratch")
+        evidence.append(f"{name}: {_fmt(c, 'scratch')}, best other {_fmt(c, others[0])}" if others else name)
     return _rule("many labels", f"many target labels (k = {k1} per class)",
-                 "scratch is enough: no method beats training from scratch by more than the seeds' spread",
+                 f"scratch is enough: no method gains {NEGLIGIBLE:g} or more over training from scratch",
                  "; ".join(evidence), ok)
 
 
@@ -205,38 +221,38 @@ def _unrelated_source(grid: _Grid) -> _Rule | None:
     ok, evidence, negative = True, [], []
     for k in grid.ks:
         c = grid.cell(far_shift, far_name, k)
-        if c is None or "scratch" not in c.index:
+        if c is None or "scratch" not in c.columns:
             ok = False
             continue
-        present = [m for m in pre if m in c.index]
-        ok &= int(c.loc["scratch", "n"]) >= MIN_SEEDS and not any(_beats(c, m, "scratch") for m in present)
-        if "transfer" in c.index and _beats(c, "scratch", "transfer"):
+        present = [m for m in pre if m in c.columns]
+        ok &= all(_gains_little(c, m, "scratch") for m in present)
+        if "transfer" in c.columns and _beats(c, "scratch", "transfer"):
             negative.append(k)
         evidence.append(f"k = {k}: {_fmt(c, 'scratch')}; " + ", ".join(_fmt(c, m) for m in present))
-    advice = "don't transfer: pretraining on this source and adapting gains nothing over scratch"
+    advice = f"don't transfer: pretraining on this source and adapting gains less than {NEGLIGIBLE:g} over scratch"
     if negative:
         advice += f"; fine-tuning from it even hurts (negative transfer) at k = {', '.join(map(str, negative))}"
     return _rule("unrelated source", f"an unrelated source ({far_name}, shift {far_shift:g})", advice,
                  "; ".join(evidence), ok)
 
 
-def _need_both_tasks(grid: _Grid, summary: pd.DataFrame) -> _Rule | None:
+def _need_both_tasks(grid: _Grid, table: pd.DataFrame) -> _Rule | None:
     """Rule 4. The source task must still work afterwards: joint training keeps it."""
     forgetful = [m for m in ("transfer", "sequential") if m in grid.methods]
-    if "joint" not in grid.methods or not forgetful or "source_accuracy" not in set(summary["metric"]):
+    if "joint" not in grid.methods or not forgetful or "source_accuracy" not in set(table["metric"]):
         return None
-    source_cells = dict(_cells(summary, "source_accuracy"))
+    source_cells = dict(_cells(table, "source_accuracy"))
     ok = bool(source_cells)
     for c in source_cells.values():
-        present = [m for m in forgetful if m in c.index]
-        if "joint" not in c.index or not present:
+        present = [m for m in forgetful if m in c.columns]
+        if "joint" not in c.columns or not present:
             ok = False
             continue
-        # Joint must never lose the source to a forgetful method, and keep it better than one.
-        ok &= not any(_beats(c, m, "joint") for m in present) and any(_beats(c, "joint", m) for m in present)
+        # Joint must keep the source about as well as any forgetful method, and better than one.
+        ok &= all(_gains_little(c, m, "joint") for m in present) and any(_beats(c, "joint", m) for m in present)
     ranges = []
     for m in ["joint", *forgetful]:
-        means = [float(c.loc[m, "mean"]) for c in source_cells.values() if m in c.index]
+        means = [_mean(c, m) for c in source_cells.values() if m in c.columns]
         if means:
             ranges.append(f"{m} {min(means):.2f} to {max(means):.2f}")
     keeper = " (feature extraction also keeps it, with its trunk frozen)" if "feature_extraction" in grid.methods else ""
@@ -252,7 +268,7 @@ def _joint_wins_the_target(grid: _Grid) -> _Rule | None:
         return None
     wins = []
     for (name, shift, k), c in grid.cells:
-        if "joint" not in c.index or len(c) < 2:
+        if "joint" not in c.columns or c.shape[1] < 2:
             continue
         ranked = _ranked(c)
         if ranked[0] == "joint" and _beats(c, "joint", ranked[1]):
@@ -263,29 +279,33 @@ def _joint_wins_the_target(grid: _Grid) -> _Rule | None:
                  "; ".join(wins) if wins else "joint is never the clear winner on the target", bool(wins))
 
 
-def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) -> pd.DataFrame:
+def derive_rules(table: pd.DataFrame, *, include_unsupported: bool = False) -> pd.DataFrame:
     """Rules of thumb read off a study's results; each stated only if the numbers support it.
 
-    "Beats" below means: mean difference larger than the pooled standard deviation of the
-    two methods over seeds, with at least :data:`~mtl_tl.study.design.MIN_SEEDS` seeds; with fewer seeds no
-    rule is stated. The candidate rules:
+    "Beats" below is the book's rule for a claim (chapter 1, :func:`mtl_tl.experiments.beats`)
+    on the per-seed differences of the two methods: their mean minus two standard errors
+    is above zero, on at least :data:`~mtl_tl.study.design.MIN_SEEDS` paired seeds; with
+    fewer seeds no rule is stated. The candidate rules:
 
     * **few labels, related source**: at the smallest k, at the nearest relatedness level
       (shift < :data:`~mtl_tl.study.design.UNRELATED_SHIFT`), the winner uses the source and beats scratch.
       The rule lists every related level where this holds.
-    * **many labels**: at the largest k (larger than the smallest), no method beats
-      scratch at any relatedness level.
+    * **many labels**: at the largest k (larger than the smallest), at every relatedness
+      level, the best other method gains less than :data:`~mtl_tl.study.design.NEGLIGIBLE`
+      over scratch (an upper bound).
     * **unrelated source**: at the farthest level (shift >= :data:`~mtl_tl.study.design.UNRELATED_SHIFT`), no
-      pretrain-then-adapt method (:data:`~mtl_tl.study.design.PRETRAINED_METHODS`) beats scratch at any k;
+      pretrain-then-adapt method (:data:`~mtl_tl.study.design.PRETRAINED_METHODS`) gains
+      :data:`~mtl_tl.study.design.NEGLIGIBLE` or more over scratch at any k (an upper bound);
       where scratch beats fine-tuning (``transfer``), the rule names it negative transfer.
     * **need both tasks**: in every cell, neither ``transfer`` nor ``sequential`` (the
-      ones present) beats joint training's source accuracy, and joint beats at least one
-      of them (a near target domain may leave one of them little to forget).
+      ones present) keeps the source better than joint training by
+      :data:`~mtl_tl.study.design.NEGLIGIBLE` or more (an upper bound), and joint beats at
+      least one of them (a near target domain may leave one of them little to forget).
     * **multi-task wins the target**: the cells where ``joint`` is the winner and beats
       the runner-up.
 
     Args:
-        summary: a study's summary (see :func:`decision_table`), with the metric
+        table: a study's tidy per-seed table (see :func:`decision_table`), with the metric
             ``target_accuracy`` and, for the "need both tasks" rule, ``source_accuracy``.
         include_unsupported: also return the candidates the numbers do not support
             (``supported`` False), with the reason in ``evidence``.
@@ -294,24 +314,24 @@ def derive_rules(summary: pd.DataFrame, *, include_unsupported: bool = False) ->
         A table with columns ``rule``, ``situation``, ``advice``, ``evidence``,
         ``supported``; by default only the supported rules.
     """
-    summary = _check_summary(summary)
-    grid = _Grid.of(summary)
+    table = _check_table(table)
+    grid = _Grid.of(table)
     candidates = [_few_labels_related_source(grid), _many_labels(grid), _unrelated_source(grid),
-                  _need_both_tasks(grid, summary), _joint_wins_the_target(grid)]
-    table = pd.DataFrame([r for r in candidates if r is not None], columns=_RULE_COLUMNS)
+                  _need_both_tasks(grid, table), _joint_wins_the_target(grid)]
+    rules = pd.DataFrame([r for r in candidates if r is not None], columns=_RULE_COLUMNS)
     if not include_unsupported:
         # astype: with no candidate at all the column is empty and of dtype object, which
         # pandas would read as a list of column names rather than as a mask.
-        table = table[table["supported"].astype(bool)].reset_index(drop=True)
-    return table
+        rules = rules[rules["supported"].astype(bool)].reset_index(drop=True)
+    return rules
 
 
 def rules_markdown(rules: pd.DataFrame) -> str:
     """The rules as a Markdown table (what the command line writes to ``rules.md``)."""
     check_type("rules", rules, pd.DataFrame)
     if rules.empty:
-        return ("No rule of thumb is supported by these results: no difference exceeds the seeds' "
-                f"spread (or fewer than {MIN_SEEDS} seeds were run).\n")
+        return ("No rule of thumb is supported by these results: no paired difference passes the book's "
+                f"rule (mean minus two standard errors above zero), or fewer than {MIN_SEEDS} seeds were run.\n")
     lines = ["| situation | advice | evidence (mean ± std over seeds) |", "|---|---|---|"]
     for _, r in rules.iterrows():
         lines.append(f"| {r['situation']} | {r['advice']} | {r['evidence']} |")

@@ -47,12 +47,12 @@ class StudyResult:
         return wide.loc[order, [m for m in self.config.methods if m in wide.columns]]
 
     def decision_table(self, metric: str = "target_accuracy") -> pd.DataFrame:
-        """:func:`decision_table` of this study's summary."""
-        return decision_table(self.summary, metric)
+        """:func:`decision_table` of this study's per-seed table."""
+        return decision_table(self.table, metric)
 
     def rules(self, *, include_unsupported: bool = False) -> pd.DataFrame:
-        """:func:`derive_rules` of this study's summary."""
-        return derive_rules(self.summary, include_unsupported=include_unsupported)
+        """:func:`derive_rules` of this study's per-seed table."""
+        return derive_rules(self.table, include_unsupported=include_unsupported)
 
     def compute(self) -> pd.DataFrame:
         """Compute per method, averaged over all runs: ``steps``, ``examples``, ``seconds``.
