@@ -2,8 +2,9 @@
 
 Chapter 4.1 (transfer learning) trains on one *domain* of shapes and transfers to
 another; chapter 4.2 (multi-task learning) learns the four labels of a shape image
-(its shape, colour, size and position) or the two digits of a
-:func:`make_multi_digits` composite with one shared network. Nothing here downloads.
+(its shape, colour, size and position), or the two digits of a
+:func:`make_multi_digits` or :func:`make_multi_mnist` composite, with one shared
+network. Nothing here downloads: the composites are made from digits you pass in.
 
 Every image is drawn at once for the whole batch with tensor operations: each shape is
 a *signed distance* on a grid of pixel coordinates (negative inside the shape), which
@@ -19,7 +20,7 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_float, check_int, check_probability, check_type
+from ._checks import check_choice, check_float, check_int, check_probability, check_tensor, check_type
 from .data import TensorData
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "DOMAINS",
     "make_shapes",
     "make_multi_digits",
+    "make_multi_mnist",
 ]
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -288,12 +290,22 @@ def make_shapes(
     return TensorData(x, {k: objects[k].clone() for k in ("shape", "colour", "size", "position")})
 
 
-def make_multi_digits(data: TensorData, n: int, *, seed: int = 0, size: int = 28) -> TensorData:
-    """MultiMNIST-style images of two overlapping digits, one label per digit (chapter 4.2).
+def _pairs(n_digits: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(left, right)``, each ``(n,)``, of two different digits per composite."""
+    generator = torch.Generator().manual_seed(seed)
+    left = torch.randint(n_digits, (n,), generator=generator)
+    # An offset in 1..N-1 makes the right digit a different image from the left one.
+    right = (left + torch.randint(1, n_digits, (n,), generator=generator)) % n_digits
+    return left, right
 
-    The reference construction (Sener and Koltun, 2018): each digit is resized to
-    30x30 and pasted on an empty 36x36 canvas, the *left* one with its top-left corner
-    at (0, 0) and the *right* one at (6, 6); where they overlap the brighter pixel wins
+
+def make_multi_digits(data: TensorData, n: int, *, seed: int = 0, size: int = 28) -> TensorData:
+    """MultiMNIST-style images of two overlapping digits of any size, one label per digit (chapter 4.2).
+
+    A variant of Sener and Koltun's construction (:func:`make_multi_mnist`) for digits of
+    any size, such as scikit-learn's 8x8 ones: each digit is resized to 30x30 and
+    pasted on an empty 36x36 canvas, the *left* one with its top-left corner at (0, 0)
+    and the *right* one at (6, 6); where they overlap the brighter pixel wins
     (elementwise max). The canvas is then resized to ``size``. Reading both digits is
     two classification tasks on one image.
 
@@ -327,11 +339,7 @@ def make_multi_digits(data: TensorData, n: int, *, seed: int = 0, size: int = 28
     if len(data) < 2:
         raise ValueError(f"data must hold at least 2 digits to pair, got {len(data)}")
 
-    generator = torch.Generator().manual_seed(seed)
-    left = torch.randint(len(data), (n,), generator=generator)
-    # An offset in 1..N-1 makes the right digit a different image from the left one.
-    right = (left + torch.randint(1, len(data), (n,), generator=generator)) % len(data)
-    left, right = left.to(data.x.device), right.to(data.x.device)
+    left, right = (index.to(data.x.device) for index in _pairs(len(data), n, seed))
 
     def resized(index: torch.Tensor) -> torch.Tensor:
         return F.interpolate(data.x[index].float(), size=(30, 30), mode="bilinear", align_corners=False)
@@ -341,3 +349,82 @@ def make_multi_digits(data: TensorData, n: int, *, seed: int = 0, size: int = 28
     canvas[:, :, 6:, 6:] = torch.maximum(canvas[:, :, 6:, 6:], resized(right))
     x = F.interpolate(canvas, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return TensorData(x.clamp_(0.0, 1.0), {"left": data.y[left], "right": data.y[right]})
+
+
+def _check_digits(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``images`` as ``(N, 1, H, H)`` floats in [0, 1], checked against ``labels (N,)``."""
+    check_tensor("images", images, ndim=(3, 4), floating=True, min_len=2)
+    digits = images.unsqueeze(1) if images.ndim == 3 else images
+    if digits.shape[1] != 1 or digits.shape[2] != digits.shape[3]:
+        raise ValueError(
+            "images must be square single-channel digits, (N, H, H) or (N, 1, H, H), "
+            f"got shape {tuple(images.shape)}"
+        )
+    if not bool(((digits >= 0) & (digits <= 1)).all()):
+        raise ValueError(
+            f"images must hold values in [0, 1], got [{float(digits.min()):.3g}, {float(digits.max()):.3g}]; "
+            "divide 8-bit pixels by 255"
+        )
+    check_tensor("labels", labels, ndim=1, dtype=torch.long)
+    if len(labels) != len(digits):
+        raise ValueError(f"images has {len(digits)} digits but labels has {len(labels)} entries; they must match")
+    return digits
+
+
+def make_multi_mnist(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n: int,
+    *,
+    seed: int = 0,
+    canvas: int = 36,
+    offset: int = 6,
+    size: int = 28,
+) -> TensorData:
+    """MultiMNIST as Sener and Koltun (2018) built it: two overlapping digits, two tasks (chapter 4.2).
+
+    Each composite pastes one digit, at its own size, with its top-left corner at (0, 0)
+    of an empty ``canvas x canvas`` image (the *left* digit) and another at
+    ``(offset, offset)`` (the *right* digit, towards the bottom right); where they
+    overlap the brighter pixel wins (elementwise max). The canvas is then resized to
+    ``size`` with nearest-neighbour sampling. With MNIST's 28x28 digits the defaults
+    are the paper's construction: a 36x36 canvas, the right digit at (6, 6), 28x28
+    output. :func:`make_multi_digits` is the variant for digits of other sizes.
+
+    Args:
+        images: digits ``(N, H, H)`` or ``(N, 1, H, H)``, floats in [0, 1], N >= 2
+            (e.g. torchvision's MNIST, any split, divided by 255).
+        labels: int64 ``(N,)``, the digits' classes.
+        n: number of composites to make.
+        seed: seed of the choice of digit pairs.
+        canvas: side of the canvas in pixels; at least ``H + offset``.
+        offset: where the right digit's top-left corner goes, ``(offset, offset)``; >= 1.
+        size: side length of the output in pixels (at least 8).
+
+    Returns:
+        :class:`~mtl_tl.data.TensorData` with ``x`` float32 ``(n, 1, size, size)`` in
+        [0, 1] on ``images``' device and ``y = {"left": int64 (n,), "right": int64 (n,)}``,
+        the labels of the digit at (0, 0) and of the one at (offset, offset). The two
+        digits of a composite are always two different images.
+    """
+    digits = _check_digits(images, labels)
+    n = check_int("n", n, min_value=1)
+    seed = check_int("seed", seed)
+    offset = check_int("offset", offset, min_value=1)
+    side = digits.shape[-1]
+    canvas = check_int("canvas", canvas, min_value=1)
+    if canvas < side + offset:
+        raise ValueError(
+            f"canvas={canvas} is too small for {side}x{side} digits with the right one at offset={offset}; "
+            f"choose canvas >= {side + offset} (MNIST: canvas=36, offset=6)"
+        )
+    size = check_int("size", size, min_value=8)
+
+    left, right = (index.to(digits.device) for index in _pairs(len(digits), n, seed))
+    x = torch.zeros(n, 1, canvas, canvas, device=digits.device)
+    x[:, :, :side, :side] = digits[left].float()
+    placed = x[:, :, offset : offset + side, offset : offset + side]
+    x[:, :, offset : offset + side, offset : offset + side] = torch.maximum(placed, digits[right].float())
+    x = F.interpolate(x, size=(size, size), mode="nearest")
+    labels = labels.to(digits.device)
+    return TensorData(x, {"left": labels[left], "right": labels[right]})
