@@ -5,8 +5,9 @@
     python benchmarks/make_times.py --venv .venv                  # without the set-up
 
 Clones the repository into a temporary folder and times, in order: ``make setup``; the
-steps of ``make test`` one by one (unit, notebooks, site, student, browser: what ``make
-test`` runs); ``make book`` right after them, which reuses their execution; then, with
+steps of ``make test`` one by one (unit, notebooks, robust, site, student, browser: what
+``make test`` runs; a step the commit's Makefile lacks, such as ``robust`` before it
+existed, is skipped); ``make book`` right after them, which reuses their execution; then, with
 the built site and the executed notebooks removed, ``make book`` again: a first ``make
 book`` after set-up. Absolute times follow the machine's load: for a before/after, run
 this for both commits one after the other and compare. Prints a table and writes JSON.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STEPS = ("unit", "notebooks", "site", "student", "browser")
+TEST_STEPS = ("unit", "notebooks", "robust", "site", "student", "browser")
 
 
 def make(clone: Path, target: str, env: dict, logs: Path, options: tuple[str, ...] = ()) -> dict:
@@ -42,6 +43,11 @@ def make(clone: Path, target: str, env: dict, logs: Path, options: tuple[str, ..
     seconds = time.perf_counter() - start
     print(f"  {seconds:7.1f} s  rc={rc}  make {target}", flush=True)
     return {"step": f"make {target}", "seconds": round(seconds, 1), "rc": rc, "log": str(log)}
+
+
+def has_target(clone: Path, target: str) -> bool:
+    """Whether the clone's Makefile defines ``target`` (``make -n`` exits with 2 when it does not)."""
+    return subprocess.run(["make", "-n", target], cwd=clone, capture_output=True).returncode != 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         options = ("-o", ".venv/.installed")  # never re-run the set-up into the borrowed environment
     else:
         steps.append(make(clone, "setup", env, logs))
-    steps += [make(clone, target, env, logs, options) for target in TEST_STEPS]
+    targets = [t for t in TEST_STEPS if has_target(clone, t)]
+    steps += [make(clone, target, env, logs, options) for target in targets]
     test_s = sum(s["seconds"] for s in steps)
     steps.append(make(clone, "book", env, logs, options) | {"step": "make book (after make test)"})
     for built in ("_build", "_nbmake", ".jupyter_cache"):
@@ -86,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| step | seconds |\n|---|---|")
     for step in steps:
         print(f"| {step['step']} | {step['seconds']}{'' if step['rc'] == 0 else ' (FAILED)'} |")
-    print(f"| make test ({'its five steps' if args.venv else 'set-up and its five steps'}) | {test_s:.1f} |")
+    what = f"its {len(targets)} steps" if args.venv else f"set-up and its {len(targets)} steps"
+    print(f"| make test ({what}) | {test_s:.1f} |")
     print(f"wrote {args.out}; logs in {logs}")
     if not args.keep:
         shutil.rmtree(clone, ignore_errors=True)
