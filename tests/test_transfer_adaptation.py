@@ -160,6 +160,9 @@ def test_train_dann_budget_is_pretrains_and_its_rate_anneals(shifted_digits):
     lr = history.logs_frame().query("key == 'lr'")["value"].tolist()
     assert lr == pytest.approx([sum(rates[:4]) / 4, sum(rates[4:]) / 4])
     assert len(history.curve(DOMAIN_TASK, "train")) == 2  # the domain accuracy, per epoch
+    assert history.logs_frame().query("key == 'weight/domain'")["value"].eq(1.0).all()
+    history = train_dann(make_trunk(), task, target_x, epochs=1, steps_per_epoch=1, hidden=8, domain_weight=2.0, **FIT)
+    assert history.logs_frame().query("key == 'weight/domain'")["value"].tolist() == [2.0]
     history = train_dann(make_trunk(), task, target_x, epochs=1, hidden=8, anneal=False, lr=0.05,
                          steps_per_epoch=3, scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 100), **FIT)
     assert history.examples == 3 * 64 and history.logs_frame().query("key == 'lr'")["value"].tolist() == pytest.approx([0.05])
@@ -189,6 +192,8 @@ def test_train_dann_bad_input(shifted_digits):
         train_dann("cnn", task, target_x, epochs=1)
     with pytest.raises(ValueError, match="source_task is named 'domain'"):
         train_dann(trunk, Task(DOMAIN_TASK, linear_head(16, 10), train=source), target_x, epochs=1)
+    with pytest.raises(ValueError, match="domain_weight must be >= 0.0, got -1.0"):
+        train_dann(trunk, task, target_x, epochs=1, domain_weight=-1.0)
     with pytest.raises(TypeError, match="anneal must be bool"):
         train_dann(trunk, task, target_x, epochs=1, anneal=1)
     with pytest.raises(ValueError, match="sets the scheduler itself; pass anneal=False"):

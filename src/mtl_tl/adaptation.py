@@ -233,6 +233,7 @@ def train_dann(
     lr: float = 0.01,
     optimizer: str = "sgd",
     anneal: bool = True,
+    domain_weight: float = 1.0,
     **fit_kwargs: Any,
 ) -> History:
     """Domain-adversarial training (DANN; Ganin & Lempitsky, 2015) with unlabelled target images.
@@ -257,18 +258,17 @@ def train_dann(
     Args:
         trunk: feature extractor ``(N, C, H, W) -> (N, D)``, e.g. a source-only model; trained in place.
         source_task: the labelled source task; its train data must be a TensorData.
-        target_x: unlabelled target images ``(N_t, C, H, W)``, shaped and typed like
-            the source images, ``N_t >= 2``.
+        target_x: unlabelled target images ``(N_t, C, H, W)`` shaped and typed like the source's, ``N_t >= 2``.
         epochs: epochs of ``steps_per_epoch`` steps (default: one pass over the source).
         hidden: width of the domain classifier's hidden layer.
         lr, optimizer: the initial rate and the optimizer (see :func:`~mtl_tl.engine.fit`).
         anneal: decay the rate with :func:`dann_lr_schedule`; ``False``: constant, or your ``scheduler``.
+        domain_weight: the domain loss's weight ``>= 0`` (the paper's: 1); it scales both players' gradients.
         **fit_kwargs: any other argument of :func:`~mtl_tl.engine.fit` except ``strategy``
             (and ``scheduler`` while ``anneal`` is on).
 
     Returns:
-        The :class:`~mtl_tl.engine.History` of the source task and of the domain task
-        (train split only), with ``grl_lam`` and ``lr`` in its logs.
+        The :class:`~mtl_tl.engine.History` of the source and domain tasks (train split), logs ``grl_lam``, ``lr``.
     """
     # The trunk runs once (to measure its width) before fit would check it.
     check_type("trunk", trunk, nn.Module)
@@ -279,10 +279,10 @@ def train_dann(
     steps = _steps_per_epoch(source_task.train, fit_kwargs)
     if anneal:
         fit_kwargs["scheduler"] = dann_lr_schedule(check_int("epochs", epochs, min_value=1) * steps)
+    weight = check_float("domain_weight", domain_weight, min_value=0.0)
     head = domain_classifier(_feature_dim(trunk, mixed.x), hidden)
-    domain_task = Task(DOMAIN_TASK, head, train=mixed)
-    return fit(trunk, [source_task, domain_task], epochs=epochs, steps_per_epoch=steps, lr=lr, optimizer=optimizer,
-               strategy=DomainAdversarial(head[0]), **fit_kwargs)
+    return fit(trunk, [source_task, Task(DOMAIN_TASK, head, train=mixed)], epochs=epochs, steps_per_epoch=steps, lr=lr,
+               optimizer=optimizer, strategy=DomainAdversarial(head[0], {DOMAIN_TASK: weight}), **fit_kwargs)
 
 
 def _covariance(features: torch.Tensor) -> torch.Tensor:
