@@ -273,3 +273,65 @@ def test_a_shorter_stream_starts_a_new_pass():
     assert stream.steps == 2
     labels = [stream.next()[1] for _ in range(3)]
     assert sorted(torch.cat(labels[:2]).tolist()) == list(range(6)) and len(labels[2]) == 4
+
+
+def _lr_log(history):
+    return history.logs_frame().query("key == 'lr'")["value"].tolist()
+
+
+def test_scheduler_stepped_per_step(digits8):
+    # 2 epochs of 5 steps; the rate halves every step, so step k uses 0.01 * 0.5**k.
+    trunk, task = _task(*digits8)
+    seen = []
+    factory = lambda opt: seen.append(opt) or torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5**k)  # noqa: E731
+    history = fit(trunk, task, epochs=2, steps_per_epoch=5, lr=0.01, device="cpu", scheduler=factory)
+    optimizer = seen[0]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**10)  # 10 steps taken
+    per_epoch = [sum(0.01 * 0.5**k for k in range(e * 5, e * 5 + 5)) / 5 for e in (0, 1)]
+    assert _lr_log(history) == pytest.approx(per_epoch)  # the mean rate each epoch's steps used
+
+
+def test_scheduler_stepped_per_epoch(digits8):
+    trunk, task = _task(*digits8)
+    step_lr = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)  # noqa: E731
+    history = fit(trunk, task, epochs=3, steps_per_epoch=4, lr=0.01, device="cpu",
+                  scheduler=step_lr, scheduler_step="epoch")
+    assert _lr_log(history) == pytest.approx([0.01, 0.001, 0.0001])
+    plateau = lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)  # noqa: E731
+    trunk, task = _task(*digits8)
+    history = fit(trunk, task, epochs=2, steps_per_epoch=2, lr=0.01, device="cpu",
+                  scheduler=plateau, scheduler_step="epoch")
+    assert len(_lr_log(history)) == 2 and _lr_log(history)[0] == pytest.approx(0.01)
+
+
+def test_no_scheduler_logs_no_rate(digits8):
+    trunk, task = _task(*digits8)
+    assert _lr_log(fit(trunk, task, epochs=1, steps_per_epoch=2, device="cpu")) == []
+
+
+def test_scheduler_bad_input(digits8):
+    trunk, task = _task(*digits8)
+    with pytest.raises(TypeError, match="scheduler must be a callable"):
+        fit(trunk, task, epochs=1, device="cpu", scheduler="cosine")
+    with pytest.raises(TypeError, match="must return a learning-rate scheduler with a step"):
+        fit(trunk, task, epochs=1, device="cpu", scheduler=lambda opt: 0.5)
+    with pytest.raises(ValueError, match="scheduler_step='batch' is not accepted; choose one of: 'step', 'epoch'"):
+        fit(trunk, task, epochs=1, device="cpu", scheduler_step="batch")
+    other = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="scheduler of another optimizer"):
+        fit(trunk, task, epochs=1, device="cpu", scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(other, 1))
+    with pytest.raises(ValueError, match="ReduceLROnPlateau watches an epoch's loss"):
+        fit(trunk, task, epochs=1, device="cpu", scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def test_a_scheduler_reaches_pretrain_and_fine_tune_through_fit_kwargs(digits8):
+    from mtl_tl.transfer import fine_tune, pretrain
+
+    halve = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    trunk, task = _task(*digits8)
+    history = pretrain(trunk, task, epochs=2, steps_per_epoch=2, lr=0.01, device="cpu",
+                       scheduler=halve, scheduler_step="epoch")
+    assert _lr_log(history) == pytest.approx([0.01, 0.005])
+    history = fine_tune(trunk, task, recipe="discriminative", lr_factor=0.1, epochs=1, steps_per_epoch=3,
+                        lr=0.01, device="cpu", scheduler=halve)
+    assert _lr_log(history) == pytest.approx([(0.01 + 0.005 + 0.0025) / 3])  # the head's group, per step

@@ -22,6 +22,7 @@ from mtl_tl.transfer import (
     GradientReversal,
     coral_loss,
     dann_lam,
+    dann_lr_schedule,
     domain_classifier,
     mmd_loss,
     train_coral,
@@ -131,6 +132,42 @@ def test_train_dann_runs_on_shifted_digits(shifted_digits):
     assert len(grl) == 2 and 0.0 < grl[0] < grl[1] < 1.0
 
 
+def test_dann_lr_schedule_is_the_papers_annealing():
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.01)
+    scheduler = dann_lr_schedule(100)(optimizer)
+    rates = []
+    for _ in range(101):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[50] == pytest.approx(0.01 / 6**0.75)  # p = 0.5
+    assert rates[100] == pytest.approx(0.01 / 11**0.75)  # p = 1: about lr / 6
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got 0"):
+        dann_lr_schedule(0)
+    with pytest.raises(TypeError, match="total_steps must be an int"):
+        dann_lr_schedule(10.0)
+
+
+def test_train_dann_budget_is_pretrains_and_its_rate_anneals(shifted_digits):
+    source, target_x = shifted_digits  # 128 source images: 4 batches of 32
+    task = Task("digit", linear_head(16, 10), train=source)
+    history = train_dann(make_trunk(), task, target_x, epochs=2, hidden=8, **FIT)
+    assert history.examples == 2 * 4 * (32 + 32)  # 4 steps an epoch, each a source and a mixed batch
+    rates = [0.01 * (1 + 10 * k / 8) ** -0.75 for k in range(8)]
+    lr = history.logs_frame().query("key == 'lr'")["value"].tolist()
+    assert lr == pytest.approx([sum(rates[:4]) / 4, sum(rates[4:]) / 4])
+    assert len(history.curve(DOMAIN_TASK, "train")) == 2  # the domain accuracy, per epoch
+    assert history.logs_frame().query("key == 'weight/domain'")["value"].eq(1.0).all()
+    history = train_dann(make_trunk(), task, target_x, epochs=1, steps_per_epoch=1, hidden=8, domain_weight=2.0, **FIT)
+    assert history.logs_frame().query("key == 'weight/domain'")["value"].tolist() == [2.0]
+    history = train_dann(make_trunk(), task, target_x, epochs=1, hidden=8, anneal=False, lr=0.05,
+                         steps_per_epoch=3, scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 100), **FIT)
+    assert history.examples == 3 * 64 and history.logs_frame().query("key == 'lr'")["value"].tolist() == pytest.approx([0.05])
+
+
 def test_train_dann_bad_input(shifted_digits):
     source, target_x = shifted_digits
     trunk = make_trunk()
@@ -155,6 +192,18 @@ def test_train_dann_bad_input(shifted_digits):
         train_dann("cnn", task, target_x, epochs=1)
     with pytest.raises(ValueError, match="source_task is named 'domain'"):
         train_dann(trunk, Task(DOMAIN_TASK, linear_head(16, 10), train=source), target_x, epochs=1)
+    with pytest.raises(ValueError, match="domain_weight must be >= 0.0, got -1.0"):
+        train_dann(trunk, task, target_x, epochs=1, domain_weight=-1.0)
+    with pytest.raises(TypeError, match="anneal must be bool"):
+        train_dann(trunk, task, target_x, epochs=1, anneal=1)
+    with pytest.raises(ValueError, match="sets the scheduler itself; pass anneal=False"):
+        train_dann(trunk, task, target_x, epochs=1, scheduler=lambda opt: None)
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1, got 0"):
+        train_dann(trunk, task, target_x, epochs=1, steps_per_epoch=0)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        train_dann(trunk, task, target_x, epochs=1, batch_size=3.5)
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        train_dann(trunk, task, target_x, epochs=0)
 
 
 # --- CORAL and MMD -------------------------------------------------------------------------
@@ -228,6 +277,8 @@ def test_train_coral_runs_and_records_the_coral_task(shifted_digits):
     assert len(coral) == 2 and all(v >= 0.0 for v in coral)
     assert history.curve(CORAL_TASK, split="train") == pytest.approx([-v for v in coral], abs=1e-6)
     assert history.logs_frame().query("key == 'weight/coral'")["value"].eq(10.0).all()
+    # by default an epoch is one pass over the 128 source images: 4 steps of a source and a mixed batch
+    assert train_coral(make_trunk(), task, target_x, lam=1.0, epochs=1, **FIT).examples == 4 * 64
 
 
 def test_train_coral_bad_input(shifted_digits):

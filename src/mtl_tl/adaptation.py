@@ -10,6 +10,7 @@ another way. :mod:`mtl_tl.transfer` re-exports every name listed here.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import engine
 from ._checks import check_float, check_int, check_probability, check_tensor, check_type
 from .data import TensorData
 from .engine import History, LossStrategy, extract_features, fit
+from .optim import SchedulerFactory
 from .tasks import Task
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "CORAL_TASK",
     "GradientReversal",
     "dann_lam",
+    "dann_lr_schedule",
     "DomainAdversarial",
     "domain_classifier",
     "train_dann",
@@ -94,6 +98,26 @@ def dann_lam(p: float) -> float:
         p: share of training done, in [0, 1].
     """
     return _dann_schedule(check_probability("p", p))
+
+
+def dann_lr_schedule(total_steps: int) -> SchedulerFactory:
+    """DANN's annealed learning rate ``lr_p = lr / (1 + 10 p) ** 0.75``, ``p = step / total_steps`` (chapter 5).
+
+    Ganin & Lempitsky (2015) decay the rate this way while :func:`dann_lam` raises the
+    reversal factor: late in training, when the adversarial push is strongest, the steps
+    are small (the rate ends near ``lr / 6``), which keeps the two players from
+    oscillating. Returns a factory for ``fit(scheduler=..., scheduler_step="step")``: a
+    ``LambdaLR`` on fit's optimizer that scales every parameter group's rate alike.
+
+    Args:
+        total_steps: the optimizer steps of the run, ``epochs * steps_per_epoch``.
+    """
+    total_steps = check_int("total_steps", total_steps, min_value=1)
+
+    def factory(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1.0 + 10.0 * step / total_steps) ** -0.75)
+
+    return factory
 
 
 class DomainAdversarial(LossStrategy):
@@ -186,6 +210,19 @@ def _feature_dim(trunk: nn.Module, x: torch.Tensor) -> int:
     return int(extract_features(trunk, x[:2]).shape[1])
 
 
+def _steps_per_epoch(source: TensorData, fit_kwargs: dict[str, Any]) -> int:
+    """``steps_per_epoch`` from ``fit_kwargs`` (taken out of it), else the steps of one pass over the source.
+
+    The default gives train_dann and train_coral the budget of :func:`~mtl_tl.transfer.pretrain`
+    at the same ``epochs`` (in one process; under ``torchrun``, pass ``steps_per_epoch``).
+    """
+    steps = fit_kwargs.pop("steps_per_epoch", None)
+    if steps is not None:
+        return check_int("steps_per_epoch", steps, min_value=1)
+    batch_size = fit_kwargs.get("batch_size", inspect.signature(engine.fit).parameters["batch_size"].default)
+    return math.ceil(len(source) / check_int("batch_size", batch_size, min_value=1))
+
+
 def train_dann(
     trunk: nn.Module,
     source_task: Task,
@@ -193,52 +230,59 @@ def train_dann(
     *,
     epochs: int,
     hidden: int = 64,
+    lr: float = 0.01,
+    optimizer: str = "sgd",
+    anneal: bool = True,
+    domain_weight: float = 1.0,
     **fit_kwargs: Any,
 ) -> History:
     """Domain-adversarial training (DANN; Ganin & Lempitsky, 2015) with unlabelled target images.
 
-    Adds a task named :data:`~mtl_tl.adaptation.DOMAIN_TASK` whose head is :func:`domain_classifier`
-    (gradient reversal, then an MLP with ``hidden`` units, then 2 logits) and whose
-    data is the source images and ``target_x`` in one :class:`~mtl_tl.data.TensorData`
-    labelled 0 (source) and 1 (target). The engine groups tasks by their data object,
-    so each step runs the trunk twice: once on a source batch for the source loss,
-    once on a mixed batch for the domain loss. :class:`DomainAdversarial` ramps the
-    reversal factor with :func:`dann_lam`. A domain accuracy that stays near the
-    share of the majority domain means the features no longer tell the domains apart
-    (chapter 5).
+    Adds a task :data:`~mtl_tl.adaptation.DOMAIN_TASK` (head :func:`domain_classifier`) on the
+    source images and ``target_x`` mixed and labelled 0 (source) and 1 (target). Each step runs
+    the trunk on a source batch (source loss) and a mixed batch (domain loss). The paper's
+    recipe is the default: SGD with momentum 0.9 at ``lr=0.01``, annealed by
+    :func:`dann_lr_schedule`, while :class:`DomainAdversarial` raises the reversal with :func:`dann_lam`.
 
-    Mixed batches are drawn uniformly from the union, so the domains appear in
-    proportion to their sizes. The paper also decays the learning rate as
-    ``lr / (1 + 10 p) ** 0.75``; here the optimizer keeps ``fit``'s constant rate.
+    **Budget.** An epoch is ``steps_per_epoch`` steps, by default one pass over the source, so
+    ``epochs`` buys the steps :func:`~mtl_tl.transfer.pretrain` takes at the same ``epochs``.
+    ``history.curve("domain", "train")`` is the domain classifier's accuracy per epoch: near
+    the majority domain's share once the features hide the domain (chapter 5).
 
-    **Batch norm.** With batch norm in the trunk, the source batch and the mixed-domain
-    batch pass through the trunk separately, each normalised with its own statistics,
-    and the running statistics used at test time blend the domains; chapter 5 found
-    DANN unstable that way. Prefer ``SmallCNN(norm="group")`` (or ``"none"``) for the
-    trunk; with batch norm, pass ``options=FitOptions(one_trunk_pass=True)`` (see
-    :class:`mtl_tl.engine.FitOptions`) so that both batches are normalised together,
-    as in the paper.
+    **Batch norm.** The two batches are normalised with their own statistics, and the
+    running statistics blend the domains; chapter 5 found DANN unstable that way. Prefer
+    ``SmallCNN(norm="group")`` (or ``"none"``); with batch norm, pass
+    ``options=FitOptions(one_trunk_pass=True)`` (:class:`mtl_tl.engine.FitOptions`) to
+    normalise both batches together, as in the paper.
 
     Args:
-        trunk: feature extractor ``(N, C, H, W) -> (N, D)``; trained in place.
+        trunk: feature extractor ``(N, C, H, W) -> (N, D)``, e.g. a source-only model; trained in place.
         source_task: the labelled source task; its train data must be a TensorData.
-        target_x: unlabelled target images ``(N_t, C, H, W)``, shaped and typed like
-            the source images, ``N_t >= 2``.
-        epochs: passes over the longer training stream (the mixed one).
+        target_x: unlabelled target images ``(N_t, C, H, W)`` shaped and typed like the source's, ``N_t >= 2``.
+        epochs: epochs of ``steps_per_epoch`` steps (default: one pass over the source).
         hidden: width of the domain classifier's hidden layer.
-        **fit_kwargs: any other argument of :func:`~mtl_tl.engine.fit` except ``strategy``.
+        lr, optimizer: the initial rate and the optimizer (see :func:`~mtl_tl.engine.fit`).
+        anneal: decay the rate with :func:`dann_lr_schedule`; ``False``: constant, or your ``scheduler``.
+        domain_weight: the domain loss's weight ``>= 0`` (the paper's: 1); it scales both players' gradients.
+        **fit_kwargs: any other argument of :func:`~mtl_tl.engine.fit` except ``strategy``
+            (and ``scheduler`` while ``anneal`` is on).
 
     Returns:
-        The :class:`~mtl_tl.engine.History` of the source task and of the domain task
-        (train split only), with ``grl_lam`` in its logs.
+        The :class:`~mtl_tl.engine.History` of the source and domain tasks (train split), logs ``grl_lam``, ``lr``.
     """
     # The trunk runs once (to measure its width) before fit would check it.
     check_type("trunk", trunk, nn.Module)
+    check_type("anneal", anneal, bool)
     mixed = _mixed_domains("train_dann", source_task, target_x, DOMAIN_TASK, fit_kwargs)
+    if anneal and "scheduler" in fit_kwargs:
+        raise ValueError("train_dann(anneal=True) sets the scheduler itself; pass anneal=False to use your own")
+    steps = _steps_per_epoch(source_task.train, fit_kwargs)
+    if anneal:
+        fit_kwargs["scheduler"] = dann_lr_schedule(check_int("epochs", epochs, min_value=1) * steps)
+    weight = check_float("domain_weight", domain_weight, min_value=0.0)
     head = domain_classifier(_feature_dim(trunk, mixed.x), hidden)
-    domain_task = Task(DOMAIN_TASK, head, train=mixed)
-    strategy = DomainAdversarial(head[0])
-    return fit(trunk, [source_task, domain_task], epochs=epochs, strategy=strategy, **fit_kwargs)
+    return fit(trunk, [source_task, Task(DOMAIN_TASK, head, train=mixed)], epochs=epochs, steps_per_epoch=steps, lr=lr,
+               optimizer=optimizer, strategy=DomainAdversarial(head[0], {DOMAIN_TASK: weight}), **fit_kwargs)
 
 
 def _covariance(features: torch.Tensor) -> torch.Tensor:
@@ -365,7 +409,8 @@ def train_coral(
         target_x: unlabelled target images ``(N_t, C, H, W)``, shaped and typed like
             the source images, ``N_t >= 2``.
         lam: the weight ``lam >= 0`` of the CORAL loss (the paper's lambda).
-        epochs: passes over the longer training stream (the mixed one).
+        epochs: epochs of ``steps_per_epoch`` steps (default: one pass over the source
+            images, the budget of :func:`~mtl_tl.transfer.pretrain` at the same ``epochs``).
         **fit_kwargs: any other argument of :func:`~mtl_tl.engine.fit` except ``strategy``.
 
     Returns:
@@ -377,4 +422,5 @@ def train_coral(
     coral_task = Task(CORAL_TASK, nn.Identity(), train=mixed, loss=_coral_by_domain,
                       metric=_negative_coral_by_domain)
     strategy = LossStrategy({source_task.name: 1.0, CORAL_TASK: lam})
-    return fit(trunk, [source_task, coral_task], epochs=epochs, strategy=strategy, **fit_kwargs)
+    steps = _steps_per_epoch(source_task.train, fit_kwargs)
+    return fit(trunk, [source_task, coral_task], epochs=epochs, steps_per_epoch=steps, strategy=strategy, **fit_kwargs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from .config import get_device, quiet
 from .data import TensorData, TensorLoader
 from .history import History, load_checkpoint, save_checkpoint
 from .models import MultiTaskNet
+from .optim import SCHEDULER_STEPS, SchedulerFactory, make_optimizer, make_scheduler
 from .strategy import LossStrategy
 from .streams import BatchStream, group_by_data, to_device
 from .tasks import Task, check_tasks
@@ -42,8 +43,6 @@ __all__ = [
     "LossStrategy", "History", "FitOptions", "fit", "train_step", "evaluate", "predict",
     "extract_features", "save_checkpoint", "load_checkpoint", "make_optimizer",
 ]
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 # The batch-norm layers (torch's _BatchNorm family): they keep running statistics,
 # which "frozen" must freeze too.
@@ -88,25 +87,6 @@ def _freeze_frozen_norms(net: nn.Module) -> None:
                 module.eval()
 
 
-def make_optimizer(
-    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
-    name: str = "adam",
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum 0.9 over ``params`` (tensors or parameter groups)."""
-    check_choice("optimizer", name, OPTIMIZERS)
-    lr = check_float("lr", lr, min_value=0.0, strict_min=True)
-    weight_decay = check_float("weight_decay", weight_decay, min_value=0.0)
-    params = list(params)
-    if not params:
-        raise ValueError("no trainable parameters: every parameter is frozen")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=weight_decay)
-
-
 def fit(
     trunk: nn.Module,
     tasks: Task | Sequence[Task],
@@ -125,18 +105,18 @@ def fit(
     evaluate_every: int = 1,
     progress: bool | None = None,
     on_epoch_end: Callable[[int, History], None] | None = None,
+    scheduler: SchedulerFactory | None = None,
+    scheduler_step: str = "step",
     options: FitOptions | None = None,
 ) -> History:
     """Train ``trunk`` and the tasks' heads jointly; the loop behind every chapter.
 
     Args:
         trunk: shared feature extractor ``(N, C, H, W) -> (N, D)``; trained in place.
-        tasks: one :class:`~mtl_tl.tasks.Task` (transfer learning) or several
-            (multi-task learning); their heads are trained in place.
+        tasks: one :class:`~mtl_tl.tasks.Task` (transfer) or several (multi-task); heads train in place.
         epochs: passes over the longest training stream.
         lr, optimizer, weight_decay: the optimizer (``"adam"``, ``"adamw"``, ``"sgd"``).
-        param_groups: explicit optimizer groups, e.g. a smaller learning rate for the trunk
-            than for the head (discriminative fine-tuning); frozen parameters are dropped.
+        param_groups: explicit optimizer groups (e.g. a smaller rate for the trunk); frozen parameters dropped.
         strategy: how task losses become gradients; default: the plain sum (eq. 3.2).
         batch_size: examples per batch, per task stream and per process.
         steps_per_epoch: override the number of steps per epoch (equal budgets).
@@ -146,33 +126,43 @@ def fit(
         evaluate_every: evaluate the test splits every this many epochs (and after the last).
         progress: show a progress bar; default: yes, except under tests and CI.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
+        scheduler, scheduler_step: ``optimizer -> scheduler`` (any ``torch.optim.lr_scheduler``; see
+            :mod:`mtl_tl.optim`), stepped after every optimizer ``"step"`` or ``"epoch"``; logs ``lr``.
         options: AMP, channels-last, one trunk pass, checkpoint: see :class:`FitOptions`.
 
     Returns:
         The :class:`History` of training and test loss and metric per task and epoch.
     """
-    tasks = check_tasks(tasks, split="train")
-    strategy = LossStrategy() if strategy is None else strategy
-    options = FitOptions() if options is None else options
-    device = get_device(device)
-    _check_fit_arguments(epochs, batch_size, steps_per_epoch, clip_grad_norm, evaluate_every, strategy, options, device)
+    tasks, strategy, options, device = _check_fit_arguments(tasks, epochs, batch_size, steps_per_epoch, clip_grad_norm,
+                                                            evaluate_every, strategy, options, device, scheduler_step)
     net, model, ctx = _build_network(trunk, tasks, strategy, device, options)
     opt = make_optimizer(_optimizer_groups(net, param_groups, strategy), optimizer, lr, weight_decay)
     streams = _build_streams(tasks, batch_size, seed, ctx, device, options)
-    loop = _Loop(net=net, model=model, optimizer=opt, strategy=strategy,
-                 shared=[p for p in net.trunk.parameters() if p.requires_grad],
-                 streams=streams, steps=steps_per_epoch or max(s.steps for s in streams), ctx=ctx, device=device,
-                 one_pass=options.one_trunk_pass or ctx.enabled, amp=options.amp, clip_grad_norm=clip_grad_norm)
+    loop = _Loop(net=net, model=model, optimizer=opt, strategy=strategy, streams=streams, ctx=ctx, device=device,
+                 shared=[p for p in net.trunk.parameters() if p.requires_grad], clip_grad_norm=clip_grad_norm,
+                 steps=steps_per_epoch or max(s.steps for s in streams), one_pass=options.one_trunk_pass or ctx.enabled,
+                 amp=options.amp, per_step_schedule=scheduler_step == "step",
+                 scheduler=None if scheduler is None else make_scheduler(scheduler, opt, scheduler_step))
     history = _train(loop, tasks, epochs, evaluate_every, progress, on_epoch_end)
     if options.checkpoint is not None and ctx.is_main:
         save_checkpoint(options.checkpoint, net, epochs=epochs, tasks=[t.name for t in tasks])
     return history
 
 
-def _check_fit_arguments(epochs: int, batch_size: int, steps_per_epoch: int | None, clip_grad_norm: float | None,
-                         evaluate_every: int, strategy: LossStrategy, options: FitOptions,
-                         device: torch.device) -> None:
-    """:func:`fit`'s door: each argument checked once, so that the loop can trust them all."""
+def _check_fit_arguments(tasks: Task | Sequence[Task], epochs: int, batch_size: int, steps_per_epoch: int | None,
+                         clip_grad_norm: float | None, evaluate_every: int, strategy: LossStrategy | None,
+                         options: FitOptions | None, device: str | torch.device | None,
+                         scheduler_step: str) -> tuple[list[Task], LossStrategy, FitOptions, torch.device]:
+    """:func:`fit`'s door: each argument checked once, so that the loop can trust them all.
+
+    Returns the tasks as a list, and the strategy, options and device with their defaults
+    filled in. (The scheduler is checked by :func:`~mtl_tl.optim.make_scheduler` once the
+    optimizer it wraps exists.)
+    """
+    tasks = check_tasks(tasks, split="train")
+    strategy = LossStrategy() if strategy is None else strategy
+    options = FitOptions() if options is None else options
+    device = get_device(device)
     check_int("epochs", epochs, min_value=1)
     check_int("batch_size", batch_size, min_value=1)
     check_int("evaluate_every", evaluate_every, min_value=1)
@@ -184,6 +174,8 @@ def _check_fit_arguments(epochs: int, batch_size: int, steps_per_epoch: int | No
     check_type("options", options, FitOptions)
     if options.amp and device.type != "cuda":
         raise ValueError(f"FitOptions(amp=True) needs a CUDA device, but training runs on {device}; use amp=False")
+    check_choice("scheduler_step", scheduler_step, SCHEDULER_STEPS)
+    return tasks, strategy, options, device
 
 
 def _build_network(trunk: nn.Module, tasks: list[Task], strategy: LossStrategy, device: torch.device,
@@ -249,6 +241,8 @@ class _Loop:
     one_pass: bool
     amp: bool
     clip_grad_norm: float | None
+    scheduler: Any  # a torch.optim.lr_scheduler scheduler of ``optimizer``, or None
+    per_step_schedule: bool  # step it after every optimizer step, else after every epoch
 
 
 def train_step(
@@ -304,6 +298,8 @@ def _train(loop: _Loop, tasks: list[Task], epochs: int, evaluate_every: int, pro
         this_epoch = len(history.records)
         train_losses = _train_epoch(loop, tasks, epoch, epochs, history)
         loop.strategy.on_epoch_end(train_losses)
+        if loop.scheduler is not None and not loop.per_step_schedule:
+            _step_per_epoch(loop.scheduler, train_losses)
         tested = [t for t in tasks if t.test is not None]
         if tested and (epoch % evaluate_every == 0 or epoch == epochs):
             for name, result in _evaluate(loop.net, tested, "test", 1024, loop.device).items():
@@ -315,6 +311,14 @@ def _train(loop: _Loop, tasks: list[Task], epochs: int, evaluate_every: int, pro
             on_epoch_end(epoch, history)
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _step_per_epoch(scheduler: Any, train_losses: dict[str, float]) -> None:
+    """Step an epoch schedule; ReduceLROnPlateau watches the sum of the epoch's training losses."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(sum(train_losses.values()))
+    else:
+        scheduler.step()
 
 
 def _train_epoch(loop: _Loop, tasks: list[Task], epoch: int, epochs: int, history: History) -> dict[str, float]:
@@ -341,6 +345,10 @@ def _train_epoch(loop: _Loop, tasks: list[Task], epoch: int, epochs: int, histor
                 counts[task.name] += len(x)
         for key, value in step_logs.items():
             logs[key] += value
+        if loop.scheduler is not None:
+            logs["lr"] += loop.optimizer.param_groups[0]["lr"]  # the rate this step used
+            if loop.per_step_schedule:
+                loop.scheduler.step()
     # The epoch means over examples, averaged over processes, become the epoch's training records.
     means = {k: float(v) / counts[k.split("/", 1)[1]] for k, v in totals.items()}
     means = distributed.all_reduce_mean(means, loop.ctx, loop.device)

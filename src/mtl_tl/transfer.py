@@ -30,6 +30,7 @@ from .adaptation import (
     GradientReversal,
     coral_loss,
     dann_lam,
+    dann_lr_schedule,
     domain_classifier,
     mmd_loss,
     train_coral,
