@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from mtl_tl.config import setup
-from mtl_tl.digits import PUBLISHED, protocol_data, run_protocol
-from mtl_tl.experiments import run_seeds, summarize
+from mtl_tl.digits import beside_published, protocol_data, run_protocol
+from mtl_tl.experiments import run_seeds
 
 
 def main(root: str, pair: str, n_seeds: int = 5, epochs: int = 20) -> None:
@@ -31,10 +31,7 @@ def main(root: str, pair: str, n_seeds: int = 5, epochs: int = 20) -> None:
 
     results = run_seeds(one_seed, cfg.seeds(n_seeds), progress=False)
     results.to_csv(f"digits_protocol_{pair.replace('->', '_to_')}.csv", index=False)
-    ours = summarize(results)
-    ours["mean"], ours["std"] = 100 * ours["mean"], 100 * ours["std"]
-    print(ours.to_string(index=False, float_format="%.1f"))
-    print(PUBLISHED[PUBLISHED["pair"] == pair].to_string(index=False))
+    print(beside_published(results, pair).to_markdown(disable_numparse=True))
     print(f"time: {time.perf_counter() - start:.0f} s, torch {torch.__version__}, 1 thread")
 
 

@@ -22,7 +22,7 @@ from mtl_tl import digits
 from mtl_tl.config import data_root
 from mtl_tl.data import TensorData
 from mtl_tl.datasets import DatasetUnavailableError, torchvision_dataset
-from mtl_tl.digits import PUBLISHED, load_digit_images, protocol_data, run_protocol
+from mtl_tl.digits import PUBLISHED, beside_published, load_digit_images, protocol_data, run_protocol
 from mtl_tl.engine import fit
 from mtl_tl.models import LeNet, linear_head
 from mtl_tl.tasks import Task
@@ -191,3 +191,17 @@ def test_published_numbers_cite_the_bibliography() -> None:
     assert set(PUBLISHED["pair"]) <= set(digits.PAIRS)
     adda = PUBLISHED[(PUBLISHED["source"] == "tzeng2017adversarial") & (PUBLISHED["pair"] == "mnist->usps")]
     assert adda.set_index("method")["accuracy"].to_dict() == {"source_only": 75.2, "dann": 77.1, "adda": 89.4}
+
+
+def test_beside_published_puts_ours_next_to_the_papers() -> None:
+    import pandas as pd
+
+    results = pd.DataFrame({"seed": [0, 1, 0, 1], "metric": ["source_only", "source_only", "dann", "dann"],
+                            "value": [0.80, 0.82, 0.85, 0.90]})
+    table = beside_published(results, "mnist->usps")
+    assert table.loc["source_only", "ours"] == "81.0 ± 1.4"
+    adda = "ADDA protocol (2,000 MNIST, 1,800 USPS) [tzeng2017adversarial]"
+    assert table.loc["dann", adda] == "77.1 ± 1.8" and table.loc["adda", "ours"] == ""
+    assert table.loc["cdan", "TLlib benchmark (all training images) [jiang2020tllib]"] == "96.0"
+    with pytest.raises(ValueError, match="pair='usps' is not accepted"):
+        beside_published(results, "usps")

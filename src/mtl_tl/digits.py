@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from ._checks import check_choice, check_float, check_int, check_type
+from ._checks import check_choice, check_float, check_frame, check_int, check_type
 from .adaptation import train_coral, train_dann
 from .config import data_root
 from .data import TensorData, k_per_class
@@ -49,6 +49,7 @@ __all__ = [
     "load_digit_images",
     "protocol_data",
     "run_protocol",
+    "beside_published",
 ]
 
 DIGIT_SETS = ("mnist", "usps")
@@ -321,3 +322,26 @@ def _check_protocol_args(data: Any, methods: Any, recipes: dict[str, float] | No
         check_choice("recipe", recipe, RECIPES)
         check_float(f"recipes[{recipe!r}]", rate, min_value=0.0, strict_min=True)
     return recipes
+
+
+def beside_published(results: pd.DataFrame, pair: str) -> pd.DataFrame:
+    """Our accuracies beside the published ones (%), one row per method (chapter 4.1).
+
+    Args:
+        results: :func:`mtl_tl.experiments.run_seeds` over :func:`run_protocol` for ``pair``
+            (columns ``metric`` and ``value``, one row per seed and metric).
+        pair: ``"mnist->usps"`` or ``"usps->mnist"``.
+
+    Returns:
+        A ``DataFrame`` indexed by method: ``"ours"`` (mean ± std over seeds, in %) and one
+        column per published protocol of :data:`PUBLISHED`, headed with its bib key;
+        empty where a source did not report a method.
+    """
+    pair = check_choice("pair", pair, PAIRS)
+    check_frame("results", results, ["metric", "value"])
+    ours = results.groupby("metric", sort=False)["value"].agg(["mean", "std"]) * 100
+    rows: dict[str, dict[str, str]] = {m: {"ours": f"{r['mean']:.1f} ± {r['std']:.1f}"} for m, r in ours.iterrows()}
+    for _, row in PUBLISHED[PUBLISHED["pair"] == pair].iterrows():
+        spread = "" if pd.isna(row["std"]) else f" ± {row['std']:.1f}"
+        rows.setdefault(row["method"], {})[f"{row['protocol']} [{row['source']}]"] = f"{row['accuracy']:.1f}{spread}"
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("")
