@@ -6,8 +6,9 @@ steps the article left out and checks that make a badly laid out folder, a broke
 file or a validation folder whose classes differ from the training folder's fail
 at once, by name, instead of silently or mid-training. It also wraps the
 torchvision datasets that the full profile uses (MNIST, USPS, SVHN, CIFAR-10,
-Fashion-MNIST) so that a machine without internet gets a message saying what to do
-instead of a stack trace. The quick profile (``MTL_TL_PROFILE=quick``) needs none of
+Fashion-MNIST) so that a machine without internet gets a message saying what to do,
+and which files are missing where, instead of a stack trace. Files are read from (and
+downloaded to) :func:`mtl_tl.config.data_root`: ``$MTL_TL_DATA``, else ``./data``. The quick profile (``MTL_TL_PROFILE=quick``) needs none of
 this: its data is generated or ships with scikit-learn.
 """
 
