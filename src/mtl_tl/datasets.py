@@ -8,8 +8,9 @@ at once, by name, instead of silently or mid-training. It also wraps the
 torchvision datasets that the full profile uses (MNIST, USPS, SVHN, CIFAR-10,
 Fashion-MNIST) so that a machine without internet gets a message saying what to do,
 and which files are missing where, instead of a stack trace. Files are read from (and
-downloaded to) :func:`mtl_tl.config.data_root`: ``$MTL_TL_DATA``, else ``./data``. The quick profile (``MTL_TL_PROFILE=quick``) needs none of
-this: its data is generated or ships with scikit-learn.
+downloaded to) :func:`mtl_tl.config.data_root`: ``$MTL_TL_DATA``, else ``./data``.
+The quick profile (``MTL_TL_PROFILE=quick``) needs none of this: its data is generated
+or ships with scikit-learn.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
 from ._checks import check_choice, check_float, check_int, check_type
-from .config import data_root
 from ._folders import (
     BACKGROUND,
     IMAGE_EXTENSIONS,
@@ -37,6 +37,7 @@ from ._folders import (
     rgb_loader,
     unreadable_files,
 )
+from .config import data_root
 from .data import TensorData
 
 __all__ = [
@@ -72,12 +73,9 @@ _FILES = {
     "fashion_mnist": {split: [f"FashionMNIST/raw/{f}(.gz)" for f in _IDX] for split in (True, False)},
     "usps": {True: ["usps.bz2"], False: ["usps.t.bz2"]},
     "svhn": {True: ["train_32x32.mat"], False: ["test_32x32.mat"]},
-    "cifar10": {
-        split: ["cifar-10-batches-py/batches.meta", *(
-            [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] if split
-            else ["cifar-10-batches-py/test_batch"])]
-        for split in (True, False)
-    },
+    # CIFAR-10 checks all its batches, whichever split is asked for.
+    "cifar10": {split: ["cifar-10-batches-py/batches.meta", "cifar-10-batches-py/test_batch",
+                        *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))] for split in (True, False)},
 }
 
 
