@@ -23,6 +23,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "seed_everything",
     "quiet",
     "in_colab",
+    "data_root",
     "setup",
 ]
 
@@ -144,6 +146,30 @@ def quiet() -> bool:
 def in_colab() -> bool:
     """True inside Google Colab."""
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """The folder datasets are read from and downloaded to (full profile, chapters 4.1 and 5).
+
+    ``root`` if given, else ``$MTL_TL_DATA``, else ``./data`` relative to the working
+    directory (next to the notebook that runs). Point ``MTL_TL_DATA`` at one shared copy
+    and every notebook of a class reads the same files instead of downloading its own.
+    The folder need not exist yet: a download creates it.
+
+    Returns:
+        The folder as a ``pathlib.Path`` (not resolved, not created).
+    """
+    if root is None:
+        raw = os.environ.get("MTL_TL_DATA", "").strip()
+        return Path(raw) if raw else Path("data")
+    if not isinstance(root, (str, Path)):
+        raise TypeError(
+            f"root must be a str or pathlib.Path (the data folder), or None for $MTL_TL_DATA "
+            f"or ./data; got {type(root).__name__}: {root!r:.80}"
+        )
+    if not str(root).strip():
+        raise ValueError("root is an empty string; give a folder, or None for $MTL_TL_DATA or ./data")
+    return Path(root)
 
 
 @dataclass(frozen=True)

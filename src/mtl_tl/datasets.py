@@ -6,9 +6,11 @@ steps the article left out and checks that make a badly laid out folder, a broke
 file or a validation folder whose classes differ from the training folder's fail
 at once, by name, instead of silently or mid-training. It also wraps the
 torchvision datasets that the full profile uses (MNIST, USPS, SVHN, CIFAR-10,
-Fashion-MNIST) so that a machine without internet gets a message saying what to do
-instead of a stack trace. The quick profile (``MTL_TL_PROFILE=quick``) needs none of
-this: its data is generated or ships with scikit-learn.
+Fashion-MNIST) so that a machine without internet gets a message saying what to do,
+and which files are missing where, instead of a stack trace. Files are read from (and
+downloaded to) :func:`mtl_tl.config.data_root`: ``$MTL_TL_DATA``, else ``./data``.
+The quick profile (``MTL_TL_PROFILE=quick``) needs none of this: its data is generated
+or ships with scikit-learn.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ._folders import (
     rgb_loader,
     unreadable_files,
 )
+from .config import data_root
 from .data import TensorData
 
 __all__ = [
@@ -61,6 +64,19 @@ DATASETS = ("mnist", "usps", "svhn", "cifar10", "fashion_mnist")
 """Names accepted by :func:`torchvision_dataset`."""
 
 _NATIVE_CHANNELS = {"mnist": 1, "usps": 1, "fashion_mnist": 1, "svhn": 3, "cifar10": 3}
+
+_IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# The files each torchvision class reads under root, by split; "(.gz)" marks files that
+# torchvision extracts from the archive of the same name (it then reads the extracted one).
+_FILES = {
+    "mnist": {split: [f"MNIST/raw/{f}(.gz)" for f in _IDX] for split in (True, False)},
+    "fashion_mnist": {split: [f"FashionMNIST/raw/{f}(.gz)" for f in _IDX] for split in (True, False)},
+    "usps": {True: ["usps.bz2"], False: ["usps.t.bz2"]},
+    "svhn": {True: ["train_32x32.mat"], False: ["test_32x32.mat"]},
+    # CIFAR-10 checks all its batches, whichever split is asked for.
+    "cifar10": {split: ["cifar-10-batches-py/batches.meta", "cifar-10-batches-py/test_batch",
+                        *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))] for split in (True, False)},
+}
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -287,9 +303,26 @@ def _constructor(name: str, root: str, train: bool, download: bool, transform: v
     return cls(root, train=train, download=download, transform=transform)
 
 
+def _inventory(name: str, root: Path, train: bool) -> str:
+    """Which of the files torchvision reads for ``name`` are under ``root``, and which are not."""
+    found, missing = [], []
+    for pattern in _FILES[name][train]:
+        plain = pattern.removesuffix("(.gz)")
+        if (root / plain).is_file():
+            found.append(plain)
+        elif pattern != plain and (root / f"{plain}.gz").is_file():
+            found.append(f"{plain}.gz (compressed: download=True extracts it, once all four files are there)")
+        else:
+            missing.append(pattern)
+    listing = f"found {', '.join(found) or 'none of them'}; missing {', '.join(missing) or 'none'}"
+    note = " (torchvision's MNIST needs the training files even for the test split)" if (
+        name in ("mnist", "fashion_mnist") and not train) else ""
+    return f"torchvision looks for these files under '{root}'{note}: {listing}"
+
+
 def torchvision_dataset(
     name: str,
-    root: Union[str, Path],
+    root: Union[str, Path, None] = None,
     *,
     train: bool,
     download: bool = True,
@@ -301,7 +334,8 @@ def torchvision_dataset(
     Args:
         name: one of :data:`DATASETS` (``"mnist"``, ``"usps"``, ``"svhn"``, ``"cifar10"``,
             ``"fashion_mnist"``).
-        root: folder the files are read from (and downloaded to).
+        root: folder the files are read from (and downloaded to); ``None``:
+            :func:`mtl_tl.config.data_root` (``$MTL_TL_DATA``, else ``./data``).
         train: the training split, else the test split.
         download: fetch the files if they are not in ``root`` (needs internet once).
         size: resize images to ``size x size`` (e.g. 28 to pair USPS's 16 px with MNIST).
@@ -314,10 +348,11 @@ def torchvision_dataset(
 
     Raises:
         DatasetUnavailableError: the files are not in ``root`` and could not be
-            downloaded; the message says how to get them.
+            downloaded; the message lists the files torchvision looked for, which of
+            them it found, and how to get the others.
     """
     name = check_choice("name", name, DATASETS)
-    check_type("root", root, (str, Path))
+    root = data_root(root)
     check_type("train", train, bool)
     check_type("download", download, bool)
     steps: list = [v2.ToImage()]
@@ -338,6 +373,7 @@ def torchvision_dataset(
         how = "downloading it failed" if download else "download=False was given"
         raise DatasetUnavailableError(
             f"dataset {name!r} is not available in root '{root}' ({how}: {str(err).strip()[:300]}). "
+            f"{_inventory(name, root, train)}. "
             "Downloading needs internet access. To fix: run this once on a machine with internet "
             f"(download=True) and copy '{root}' here; or put the files torchvision expects into "
             f"'{root}'; or use the quick profile (MTL_TL_PROFILE=quick), which needs no download."

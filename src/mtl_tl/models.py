@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SmallCNN",
+    "LeNet",
     "resnet18_trunk",
     "linear_head",
     "MultiTaskNet",
@@ -96,6 +97,49 @@ class SmallCNN(nn.Module):
                 f"SmallCNN expects images (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
             )
         return self.pool(self.features(x))
+
+
+class LeNet(nn.Module):
+    """The LeNet-style trunk of the MNIST <-> USPS protocol (chapters 4.1 and 5).
+
+    The encoder of Tzeng et al.'s ADDA experiments (after LeCun et al.'s LeNet):
+    ``conv1``: conv5x5 (20 channels) -> 2x2 max-pool -> ReLU; ``conv2``: conv5x5
+    (50 channels) -> channel dropout -> 2x2 max-pool -> ReLU; ``fc``: flatten ->
+    linear (``out_features``, 500 in the paper) -> ReLU. No normalisation layers,
+    so domain-adversarial training needs no care about batch statistics.
+
+    Args:
+        in_channels: 1 for grey digits.
+        size: side of the square input images; 28 for the protocol (16 is the smallest).
+        out_features: width of the feature vector.
+        dropout: channel-dropout probability after the second convolution.
+
+    Shapes:
+        input ``(N, in_channels, size, size)``; output ``(N, out_features)``.
+    """
+
+    def __init__(self, in_channels: int = 1, size: int = 28, out_features: int = 500, dropout: float = 0.5) -> None:
+        super().__init__()
+        check_int("in_channels", in_channels, min_value=1)
+        check_int("size", size, min_value=16)
+        check_int("out_features", out_features, min_value=1)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r:.80}")
+        side = ((size - 4) // 2 - 4) // 2  # two valid 5x5 convolutions, each followed by a 2x2 pool
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(20, 50, 5), nn.Dropout2d(dropout), nn.MaxPool2d(2), nn.ReLU())
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(50 * side * side, out_features), nn.ReLU())
+        self.in_channels, self.size, self.out_features = in_channels, size, out_features
+
+    def blocks(self) -> OrderedDict[str, nn.Module]:
+        """The named blocks, from the input to the output: ``conv1``, ``conv2``, ``fc``."""
+        return OrderedDict((n, getattr(self, n)) for n in ("conv1", "conv2", "fc"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.in_channels, self.size, self.size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"LeNet expects images (N, {', '.join(map(str, expected))}), got shape {tuple(x.shape)}")
+        return self.fc(self.conv2(self.conv1(x)))
 
 
 class _ResNetTrunk(nn.Module):
