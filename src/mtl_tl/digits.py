@@ -228,6 +228,9 @@ def _adapted(method: str, data: dict[str, TensorData], seed: int, fit_kwargs: di
     trunk = LeNet(size=data["source"].x.shape[-1])
     task = Task("source", linear_head(trunk.out_features, 10), train=data["source"])
     if method == "dann":
+        # The protocol trains every method alike (Adam at a constant rate, fit's default),
+        # not with train_dann's SGD recipe of chapter 5; an epoch is one pass over the source.
+        dann_kwargs = {"optimizer": "adam", "anneal": False, **dann_kwargs}
         train_dann(trunk, task, data["target"].x, epochs=epochs, seed=seed, **{**fit_kwargs, **dann_kwargs})
     else:
         train_coral(trunk, task, data["target"].x, lam=coral_lam, epochs=epochs, seed=seed, **fit_kwargs)
@@ -268,7 +271,8 @@ def run_protocol(
     target images per class and a new head (``fine_tune_steps`` steps). ``"dann"`` and
     ``"coral"`` train a fresh LeNet with :func:`~mtl_tl.adaptation.train_dann` and
     :func:`~mtl_tl.adaptation.train_coral` on the source sample and the target sample's
-    images (no target labels), for ``epochs`` passes over the mixed stream.
+    images (no target labels), for ``epochs`` passes over the source: the same number of
+    steps as source only, with the same optimizer (Adam at ``lr``, constant).
 
     Args:
         seed: seed of weights, batches and the ``k``-label draw (draw ``data`` with it too).
@@ -279,7 +283,8 @@ def run_protocol(
         recipes: ``{recipe: learning rate}``; default ``{"feature_extraction": 1e-2, "full": 1e-3}``.
         fine_tune_steps: optimisation steps of each fine-tuning run.
         coral_lam: weight of the CORAL loss.
-        dann_kwargs: extra arguments of ``train_dann`` only (e.g. ``hidden``).
+        dann_kwargs: extra arguments of ``train_dann`` only (e.g. ``hidden``, or
+            ``optimizer="sgd", anneal=True`` for chapter 5's recipe).
         **fit_kwargs: passed to every :func:`~mtl_tl.engine.fit` (``batch_size``, ``device``, ...).
 
     Returns:
