@@ -270,21 +270,19 @@ def run_protocol(
     copies that trained trunk and, for each recipe, fine-tunes it with ``k`` labelled
     target images per class and a new head (``fine_tune_steps`` steps). ``"dann"`` and
     ``"coral"`` train a fresh LeNet with :func:`~mtl_tl.adaptation.train_dann` and
-    :func:`~mtl_tl.adaptation.train_coral` on the source sample and the target sample's
-    images (no target labels), for ``epochs`` passes over the source: the same number of
-    steps as source only, with the same optimizer (Adam at ``lr``, constant).
+    :func:`~mtl_tl.adaptation.train_coral` on the source sample and the target's images
+    (no labels), as many steps as source only with its optimizer (Adam, constant ``lr``).
 
     Args:
         seed: seed of weights, batches and the ``k``-label draw (draw ``data`` with it too).
         data: :func:`protocol_data`'s ``{"source", "target", "target_test"}``.
         methods: a subset of :data:`PROTOCOL_METHODS` (``"fine_tune"`` needs ``"source_only"``).
-        epochs, lr: source training, DANN and CORAL (Adam, ``fit``'s default).
+        epochs, lr: passes over the source sample and Adam's rate, for source only, DANN, CORAL.
         k: labelled target images per class for fine-tuning.
         recipes: ``{recipe: learning rate}``; default ``{"feature_extraction": 1e-2, "full": 1e-3}``.
         fine_tune_steps: optimisation steps of each fine-tuning run.
         coral_lam: weight of the CORAL loss.
-        dann_kwargs: extra arguments of ``train_dann`` only (e.g. ``hidden``, or
-            ``optimizer="sgd", anneal=True`` for chapter 5's recipe).
+        dann_kwargs: ``train_dann``'s own (``hidden``; ``optimizer="sgd", anneal=True``: chapter 5's).
         **fit_kwargs: passed to every :func:`~mtl_tl.engine.fit` (``batch_size``, ``device``, ...).
 
     Returns:
