@@ -22,7 +22,8 @@ NBMAKE_ROBUST := _nbmake_robust
 define execute_notebooks
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS) $(1)) || exit 1; \
 	  if [ -z "$$nbs" ]; then echo "every notebook's outputs are in the execution cache"; exit 0; fi; \
-	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) -p scripts.kernel_stagger -q $$nbs; \
+	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) --dist worksteal \
+	    -p scripts.notebook_runs -q $$nbs; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
@@ -36,7 +37,7 @@ define build_site
 	  $(PY) scripts/execution_cache.py check $(2)
 endef
 
-.PHONY: help setup book test unit notebooks robust site browser browser-deps lab strip clean bench screenshots student colab gpu-check
+.PHONY: help setup book test unit notebooks robust check-notebooks site browser browser-deps lab strip clean bench screenshots student colab gpu-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,9 +67,20 @@ notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake and
 robust: $(STAMP) ## Execute every notebook again with another seed base (MTL_TL_SEED_BASE=1000); stores nothing
 	rm -rf $(NBMAKE_ROBUST)
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_ROBUST)) || exit 1; \
-	  MTL_TL_SEED_BASE=$(ROBUST_SEED_BASE) $(PY) -m pytest --nbmake --nbmake-timeout=300 -n $(NB_WORKERS) \
-	    -p scripts.kernel_stagger -q $$nbs; \
+	  MTL_TL_SEED_BASE=$(ROBUST_SEED_BASE) $(PY) -m pytest --nbmake --nbmake-timeout=300 -n $(NB_WORKERS) --dist worksteal \
+	    -p scripts.notebook_runs -q $$nbs; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; exit $$rc
+
+check-notebooks: $(STAMP) ## Both runs of make notebooks and make robust in one nbmake session (what make test runs)
+	rm -rf $(NBMAKE_ROBUST)
+	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS)) && \
+	  rob=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_ROBUST)) || exit 1; \
+	  MTL_TL_ROBUST_DIR=$(NBMAKE_ROBUST) MTL_TL_ROBUST_SEED_BASE=$(ROBUST_SEED_BASE) \
+	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) --dist worksteal \
+	    -p scripts.notebook_runs -q $$($(PY) scripts/execution_cache.py order $$nbs $$rob); \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
 
 site: $(STAMP) ## Check that the site builds with zero warnings, from nbmake's outputs
 	$(call execute_notebooks,--stale)
@@ -88,7 +100,7 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 	SCREENSHOTS=$(CURDIR)/_build/screenshots $(PY) -m pytest tests/browser -q
 	@echo "Screenshots in $(CURDIR)/_build/screenshots"
 
-test: unit notebooks robust site student browser ## Set up, then unit tests, every notebook (seed base 0, then 1000), a warning-free site build, the student site, the browser test
+test: unit check-notebooks site student browser ## Set up, then unit tests, every notebook (seed bases 0 and 1000), a warning-free site build, the student site, the browser test
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'

@@ -3,6 +3,7 @@
     python scripts/execution_cache.py copies OUT [--stale]  # copies of the toc's notebooks; prints their paths
     python scripts/execution_cache.py store OUT             # the executed copies into the execution cache
     python scripts/execution_cache.py check LOG             # fail if a site build's log shows an execution
+    python scripts/execution_cache.py order NB...           # the notebooks, longest stated run time first
 
 `make notebooks` writes fresh copies under _nbmake (nbmake skips anything under a
 _build folder), runs nbmake on them with ``--overwrite`` (the committed notebooks stay
@@ -43,6 +44,8 @@ CACHE = ROOT / "_build" / ".jupyter_cache"
 # Notebook metadata that myst-nb merges from a cached notebook into the page.
 RUN_METADATA = ("language_info", "widgets")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# A notebook's own statement of its cost, in its first cell: "**Run time:** about 80 s ...".
+RUN_TIME = re.compile(r"\*\*Run time:\*\*\s*about\s+(\d+(?:\.\d+)?)\s*(s|min)\b")
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -57,6 +60,24 @@ def is_cached(notebook: Path, cache: JupyterCacheAbstract) -> bool:
     except KeyError:
         return False
     return True
+
+
+def stated_seconds(notebook: Path) -> float:
+    """The quick-profile run time a notebook states in its first cell (0 if it states none)."""
+    cells = read(notebook).cells
+    match = RUN_TIME.search(cells[0].source) if cells else None
+    if match is None:
+        return 0.0
+    return float(match[1]) * (60 if match[2] == "min" else 1)
+
+
+def longest_first(notebooks: list[Path]) -> list[Path]:
+    """``notebooks`` by stated run time, longest first, so that parallel workers finish together.
+
+    A worker that starts the longest notebook last keeps the other waiting; handing out
+    the longest first (LPT scheduling) leaves only short notebooks for the end.
+    """
+    return sorted(notebooks, key=stated_seconds, reverse=True)
 
 
 def write_copies(out: Path, notebooks: list[Path], root: Path = ROOT,
@@ -163,7 +184,11 @@ def executions_in(log: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    usage = "usage: execution_cache.py copies OUT [--stale] | store OUT | check LOG"
+    usage = "usage: execution_cache.py copies OUT [--stale] | store OUT | check LOG | order NB..."
+    if len(sys.argv) >= 2 and sys.argv[1] == "order":
+        for notebook in longest_first([Path(p) for p in sys.argv[2:]]):
+            print(notebook)
+        raise SystemExit(0)
     if len(sys.argv) < 3 or sys.argv[1] not in ("copies", "store", "check"):
         raise SystemExit(usage)
     command, path, options = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
@@ -174,7 +199,7 @@ if __name__ == "__main__":
         notebooks = toc_notebooks()
         if not notebooks:
             raise SystemExit("_toc.yml lists no notebook")
-        for copy in write_copies(path, notebooks, stale_in=get_cache(CACHE) if stale else None):
+        for copy in longest_first(write_copies(path, notebooks, stale_in=get_cache(CACHE) if stale else None)):
             print(copy)
     elif command == "store":
         if not store_all(path):

@@ -136,3 +136,37 @@ def test_a_build_log_tells_what_the_build_executed():
     assert execution_cache.executions_in(ran) == ["/b/book/c.ipynb"]
     with pytest.raises(SystemExit, match="not the log of a site build"):
         execution_cache.executions_in("build succeeded.\n")
+
+
+def test_notebooks_are_handed_out_longest_first(tmp_path):
+    """Parallel workers finish together when the longest notebooks start first (LPT)."""
+    stated = {"short": "about 15 s on a 2-core CPU", "long": "about 2 min on a 2-core CPU",
+              "middle": "about 70 s on a 2-core CPU"}
+    paths = []
+    for name, text in stated.items():
+        nb = _notebook("1 + 1")
+        nb.cells[0].source = f"# {name}\n\n**Run time:** {text} (quick profile)."
+        paths.append(tmp_path / f"{name}.ipynb")
+        nbformat.write(nb, paths[-1])
+    silent = tmp_path / "silent.ipynb"
+    nbformat.write(_notebook("1 + 1"), silent)
+    assert execution_cache.stated_seconds(paths[1]) == 120.0
+    assert execution_cache.stated_seconds(silent) == 0.0
+    assert [p.stem for p in execution_cache.longest_first([silent, *paths])] == ["long", "middle", "short", "silent"]
+    # Every notebook of the book states its run time, so the order means something there.
+    assert all(execution_cache.stated_seconds(nb) > 0 for nb in toc_notebooks())
+
+
+def test_robust_copies_get_their_own_seed_base(tmp_path, monkeypatch):
+    import notebook_runs
+
+    robust = tmp_path / "_nbmake_robust"
+    monkeypatch.setattr(notebook_runs, "_OWN_SEED_BASE", None)
+    monkeypatch.setenv("MTL_TL_ROBUST_DIR", str(robust))
+    monkeypatch.setenv("MTL_TL_ROBUST_SEED_BASE", "1000")
+    assert notebook_runs.seed_base_for(robust / "book" / "a.ipynb") == "1000"
+    assert notebook_runs.seed_base_for(tmp_path / "_nbmake" / "book" / "a.ipynb") is None
+    monkeypatch.setattr(notebook_runs, "_OWN_SEED_BASE", "7")
+    assert notebook_runs.seed_base_for(tmp_path / "_nbmake" / "book" / "a.ipynb") == "7"
+    monkeypatch.delenv("MTL_TL_ROBUST_DIR")
+    assert notebook_runs.seed_base_for(robust / "book" / "a.ipynb") == "7"

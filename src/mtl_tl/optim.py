@@ -7,7 +7,7 @@ learning-rate scheduler, which must wrap that very optimizer, reaches ``fit`` as
 ``fit(..., scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=500))``.
 ``scheduler_step`` says whether it steps after every optimizer step (``"step"``) or
 after every epoch (``"epoch"``). DANN's annealed rate (chapter 5) is one such schedule.
-:func:`make_optimizer` is re-exported, and documented, under :mod:`mtl_tl.engine`.
+:func:`~mtl_tl.engine.make_optimizer` is re-exported, and documented, under :mod:`mtl_tl.engine`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ._checks import check_choice, check_float
 __all__ = ["OPTIMIZERS", "SCHEDULER_STEPS", "SchedulerFactory", "make_optimizer", "make_scheduler"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-"""The optimizer names :func:`make_optimizer` (and ``fit(optimizer=...)``) accepts."""
+"""The optimizer names :func:`~mtl_tl.engine.make_optimizer` (and ``fit(optimizer=...)``) accepts."""
 
 SCHEDULER_STEPS = ("step", "epoch")
 """When ``fit`` steps a scheduler: after every optimizer step, or after every epoch."""

@@ -89,7 +89,7 @@ def decision_table(table: pd.DataFrame, metric: str = "target_accuracy") -> pd.D
     """Who wins each (relatedness, k) cell, by how much, and whether it is more than noise.
 
     Args:
-        table: a study's tidy per-seed table (:attr:`StudyResult.table`): columns
+        table: a study's tidy per-seed table (``StudyResult.table``): columns
             ``relatedness``, ``k``, ``method``, ``seed``, ``metric``, ``value`` (and
             ``shift``; derived from preset names when absent).
         metric: the metric to rank the methods by (higher is better).

@@ -49,9 +49,10 @@ MIN_SEEDS = 3
 """Fewest seeds per method for a difference to count as clear, and for any rule to be stated."""
 
 NEGLIGIBLE = 0.05
-"""Accuracy gain the rules call negligible: "A gains nothing over B" is stated only as the
-upper bound ``mean(A - B) + 2 SE < NEGLIGIBLE`` on paired seeds (chapter 1's rule), never
-from a failure to find a difference."""
+"""The accuracy gain the rules call negligible.
+
+"A gains nothing over B" is stated only as the upper bound ``mean(A - B) + 2 SE <
+NEGLIGIBLE`` on paired seeds (chapter 1's rule), never from a failure to find a difference."""
 
 UNRELATED_SHIFT = 0.75
 """Shift strength from which a relatedness level counts as *unrelated* in the rules
