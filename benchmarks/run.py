@@ -254,7 +254,7 @@ def bench_first_book(env: dict) -> dict:
         copies = execution_cache.write_copies(build / "_nbmake", toc_notebooks())
         start = time.perf_counter()
         ran = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "--overwrite", "-n", "2", "-q",
-                              "-p", "scripts.kernel_stagger", "-p", "no:cacheprovider", *map(str, copies)],
+                              "-p", "scripts.notebook_runs", "-p", "no:cacheprovider", *map(str, copies)],
                              cwd=ROOT, env=env, capture_output=True, text=True)
         if ran.returncode != 0:
             print(ran.stdout[-3000:] + ran.stderr[-3000:])
