@@ -37,7 +37,7 @@ define build_site
 	  $(PY) scripts/execution_cache.py check $(2)
 endef
 
-.PHONY: help setup book test unit notebooks robust check-notebooks site browser browser-deps lab strip clean bench screenshots student colab gpu-check
+.PHONY: help setup book test pages unit notebooks robust check-notebooks site browser browser-deps lab strip clean bench screenshots student colab gpu-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,7 +100,10 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 	SCREENSHOTS=$(CURDIR)/_build/screenshots $(PY) -m pytest tests/browser -q
 	@echo "Screenshots in $(CURDIR)/_build/screenshots"
 
-test: unit check-notebooks site student browser ## Set up, then unit tests, every notebook (seed bases 0 and 1000), a warning-free site build, the student site, the browser test
+test: unit check-notebooks site pages ## Set up, then unit tests, every notebook (seed bases 0 and 1000), a warning-free site build, the student site and the browser test
+
+pages: $(STAMP) ## The student site and the browser test at once (both read the built site's inputs, neither writes the other's)
+	$(MAKE) --no-print-directory -j2 student browser
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'

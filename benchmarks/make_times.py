@@ -5,9 +5,9 @@
     python benchmarks/make_times.py --venv .venv                  # without the set-up
 
 Clones the repository into a temporary folder and times, in order: ``make setup``; the
-steps of ``make test`` one by one (unit, check-notebooks, site, student, browser: what
-``make test`` runs; for an older commit, notebooks and robust, as far as its Makefile has
-them); ``make book`` right after them, which reuses their execution; then, with
+steps of ``make test`` one by one (unit, check-notebooks, site, pages: what ``make test``
+runs; for an older commit, notebooks, robust, student and browser, as far as its Makefile
+has them); ``make book`` right after them, which reuses their execution; then, with
 the built site and the executed notebooks removed, ``make book`` again: a first ``make
 book`` after set-up. Absolute times follow the machine's load: for a before/after, run
 this for both commits one after the other and compare. Prints a table and writes JSON.
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STEPS = ("unit", "check-notebooks", "site", "student", "browser")
-# What an older commit's make test ran instead of check-notebooks (robust only once it existed).
-OLD_NOTEBOOK_STEPS = ("notebooks", "robust")
+TEST_STEPS = ("unit", "check-notebooks", "site", "pages")
+# What an older commit's make test ran instead (robust only once it existed).
+OLD_STEPS = {"check-notebooks": ("notebooks", "robust"), "pages": ("student", "browser")}
 
 
 def make(clone: Path, target: str, env: dict, logs: Path, options: tuple[str, ...] = ()) -> dict:
@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         options = ("-o", ".venv/.installed")  # never re-run the set-up into the borrowed environment
     else:
         steps.append(make(clone, "setup", env, logs))
-    targets = [t for t in TEST_STEPS if has_target(clone, t)]
-    if "check-notebooks" not in targets:
-        targets[1:1] = [t for t in OLD_NOTEBOOK_STEPS if has_target(clone, t)]
+    targets = []
+    for step in TEST_STEPS:
+        older = [t for t in OLD_STEPS.get(step, ()) if has_target(clone, t)]
+        targets += [step] if has_target(clone, step) else older
     steps += [make(clone, target, env, logs, options) for target in targets]
     test_s = sum(s["seconds"] for s in steps)
     steps.append(make(clone, "book", env, logs, options) | {"step": "make book (after make test)"})
