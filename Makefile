@@ -103,7 +103,7 @@ screenshots: $(STAMP) browser-deps ## Save a screenshot of every page under _bui
 test: unit check-notebooks site pages ## Set up, then unit tests, every notebook (seed bases 0 and 1000), a warning-free site build, the student site and the browser test
 
 pages: $(STAMP) ## The student site and the browser test at once (both read the built site's inputs, neither writes the other's)
-	$(MAKE) --no-print-directory -j2 student browser
+	$(MAKE) --no-print-directory -j2 -o $(STAMP) student browser
 
 lab: $(STAMP) ## Open Jupyter Lab on the book (installs jupyterlab and jupyterlab-myst on first use)
 	$(PY) -m pip install --quiet -e '.[lab]'
