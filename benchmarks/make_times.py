@@ -5,8 +5,8 @@
     python benchmarks/make_times.py --venv .venv                  # without the set-up
 
 Clones the repository into a temporary folder and times, in order: ``make setup``; the
-steps of ``make test`` one by one (unit, check-notebooks, site, pages: what ``make test``
-runs; for an older commit, notebooks, robust, student and browser, as far as its Makefile
+steps of ``make test`` one by one (unit, check-notebooks, sites, browser: what ``make test``
+runs; for an older commit, notebooks, robust, site and student, as far as its Makefile
 has them); ``make book`` right after them, which reuses their execution; then, with
 the built site and the executed notebooks removed, ``make book`` again: a first ``make
 book`` after set-up. Absolute times follow the machine's load: for a before/after, run
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STEPS = ("unit", "check-notebooks", "site", "pages")
+TEST_STEPS = ("unit", "check-notebooks", "sites", "browser")
 # What an older commit's make test ran instead (robust only once it existed).
-OLD_STEPS = {"check-notebooks": ("notebooks", "robust"), "pages": ("student", "browser")}
+OLD_STEPS = {"check-notebooks": ("notebooks", "robust"), "sites": ("site", "student")}
 
 
 def make(clone: Path, target: str, env: dict, logs: Path, options: tuple[str, ...] = ()) -> dict:
