@@ -27,6 +27,7 @@ SITE = ROOT / "_build" / "html"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 # "4.1. 4.1 Transfer", "3 3 Algorithms": a number the site adds, then the same written by hand.
 REPEATED_NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+\1(?:\.|\s|$)")
+PAGE_TIMEOUT_MS = 180_000
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
@@ -103,6 +104,9 @@ def _check_titles(page: str, tab) -> None:
 @pytest.mark.parametrize("page", _pages())
 def test_page(page, server, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # Waits, not speed checks: a loaded 2-core machine can take over 30 s (playwright's
+    # default) to reach network idle on a long page.
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
     problems: list[str] = []
     off_site: list[str] = []
@@ -121,7 +125,7 @@ def test_page(page, server, browser):
     tab.goto(server + page, wait_until="load")
     # MathJax typesets asynchronously; wait for it where the page loads it.
     tab.wait_for_function("() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)",
-                          timeout=15000)
+                          timeout=PAGE_TIMEOUT_MS)
     tab.evaluate("() => window.MathJax && window.MathJax.startup ? window.MathJax.startup.promise : null")
     tab.wait_for_load_state("networkidle")
 
@@ -181,6 +185,7 @@ def test_chinese_text_renders_with_the_web_font(server, browser):
     CJK subset and not as empty boxes: Chromium says which fonts drew each element's text
     (CSS.getPlatformFontsForNode), and the subset must have drawn every CJK character."""
     context = browser.new_context()
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
     tab.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
     tab.goto(server + "book/glossary.html", wait_until="load")
