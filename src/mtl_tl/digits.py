@@ -33,7 +33,7 @@ from .adaptation import train_coral, train_dann
 from .config import data_root
 from .data import TensorData, k_per_class
 from .datasets import to_tensor_data, torchvision_dataset
-from .engine import fit, predict
+from .engine import evaluate, fit
 from .models import LeNet, linear_head
 from .tasks import Task
 from .transfer import RECIPES, fine_tune
@@ -218,7 +218,7 @@ def protocol_data(
 
 
 def _accuracy(trunk: nn.Module, head: nn.Module, data: TensorData) -> float:
-    return float((predict(trunk, head, data.x).argmax(1) == data.y).float().mean())
+    return evaluate(trunk, Task("scored", head, test=data))["scored"]["metric"]
 
 
 def _adapted(method: str, data: dict[str, TensorData], seed: int, fit_kwargs: dict[str, Any],
