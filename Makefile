@@ -15,6 +15,9 @@ TEST_WORKERS ?= 2
 # (MTL_TL_SEED_BASE; the site shows base 0). Its copies run here and are not stored.
 ROBUST_SEED_BASE ?= 1000
 NBMAKE_ROBUST := _nbmake_robust
+# nbmake as every notebook run here uses it: NB_WORKERS at once, longest first when given
+# in that order, with staggered kernel starts and a seed base per folder (scripts/notebook_runs.py).
+NBMAKE := $(PY) -m pytest --nbmake --nbmake-timeout=300 -n $(NB_WORKERS) --dist worksteal -p scripts.notebook_runs -q
 
 # Execute notebooks once, under nbmake, and keep their outputs for the site builds:
 # copies of the notebooks in _toc.yml ($(1) = --stale: only those the execution cache
@@ -22,8 +25,7 @@ NBMAKE_ROBUST := _nbmake_robust
 define execute_notebooks
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS) $(1)) || exit 1; \
 	  if [ -z "$$nbs" ]; then echo "every notebook's outputs are in the execution cache"; exit 0; fi; \
-	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) --dist worksteal \
-	    -p scripts.notebook_runs -q $$nbs; \
+	  $(NBMAKE) --overwrite $$nbs; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
@@ -67,8 +69,7 @@ notebooks: $(STAMP) ## Execute every notebook listed in _toc.yml with nbmake and
 robust: $(STAMP) ## Execute every notebook again with another seed base (MTL_TL_SEED_BASE=1000); stores nothing
 	rm -rf $(NBMAKE_ROBUST)
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_ROBUST)) || exit 1; \
-	  MTL_TL_SEED_BASE=$(ROBUST_SEED_BASE) $(PY) -m pytest --nbmake --nbmake-timeout=300 -n $(NB_WORKERS) --dist worksteal \
-	    -p scripts.notebook_runs -q $$nbs; \
+	  MTL_TL_SEED_BASE=$(ROBUST_SEED_BASE) $(NBMAKE) $$nbs; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; exit $$rc
 
 check-notebooks: $(STAMP) ## Both runs of make notebooks and make robust in one nbmake session (what make test runs)
@@ -76,8 +77,7 @@ check-notebooks: $(STAMP) ## Both runs of make notebooks and make robust in one 
 	nbs=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_RUNS)) && \
 	  rob=$$($(PY) scripts/execution_cache.py copies $(NBMAKE_ROBUST)) || exit 1; \
 	  MTL_TL_ROBUST_DIR=$(NBMAKE_ROBUST) MTL_TL_ROBUST_SEED_BASE=$(ROBUST_SEED_BASE) \
-	  $(PY) -m pytest --nbmake --nbmake-timeout=300 --overwrite -n $(NB_WORKERS) --dist worksteal \
-	    -p scripts.notebook_runs -q $$($(PY) scripts/execution_cache.py order $$nbs $$rob); \
+	  $(NBMAKE) --overwrite $$($(PY) scripts/execution_cache.py order $$nbs $$rob); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "nbmake collected no notebook" >&2; exit 1; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	  $(PY) scripts/execution_cache.py store $(NBMAKE_RUNS)
